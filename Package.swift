@@ -1,0 +1,49 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+/// LLVM 19 ships no pkg-config file; its headers live in a versioned prefix.
+let llvmInclude: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-I/usr/lib/llvm-19/include"])]
+
+let package = Package(
+    name: "Granule",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "granule", targets: ["granule"]),
+        .library(name: "GranuleIR", targets: ["GranuleIR"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (module maps over Debian's headers).
+        .systemLibrary(name: "CLLVM", path: "Sources/CLLVM"),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+
+        // The tensor IR: types, ops and their shape rules, text form, verifier.
+        .target(name: "GranuleIR"),
+        // Reference semantics of every op, tensors and safetensors I/O.
+        .target(name: "GranuleInterpreter", dependencies: ["GranuleIR"]),
+        // Passes over the IR, one per file.
+        .target(name: "GranulePasses", dependencies: ["GranuleIR"]),
+        // The command-line tool.
+        .executableTarget(
+            name: "granule",
+            dependencies: [
+                "GranuleIR", "GranuleInterpreter", "GranulePasses",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "GranuleIRTests", dependencies: ["GranuleIR"]),
+        .testTarget(name: "GranuleInterpreterTests", dependencies: ["GranuleIR", "GranuleInterpreter"]),
+        .testTarget(
+            name: "GranulePassesTests",
+            dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses"]),
+        .testTarget(
+            name: "SystemLibraryTests",
+            dependencies: ["CLLVM", "CBLAS", "CZlib"],
+            swiftSettings: llvmInclude,
+            linkerSettings: [.linkedLibrary("LLVM-19")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

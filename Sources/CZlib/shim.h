@@ -1,0 +1,2 @@
+// zlib (Debian: zlib1g-dev): CRC32 for checkpoints, inflate for .npz members.
+#include <zlib.h>
