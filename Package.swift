@@ -26,11 +26,13 @@ let package = Package(
         .target(name: "GranuleInterpreter", dependencies: ["GranuleIR"]),
         // Passes over the IR, one per file.
         .target(name: "GranulePasses", dependencies: ["GranuleIR"]),
+        // Gradient checking against finite differences and deterministic random inputs.
+        .target(name: "GranuleCheck", dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses"]),
         // The command-line tool.
         .executableTarget(
             name: "granule",
             dependencies: [
-                "GranuleIR", "GranuleInterpreter", "GranulePasses",
+                "GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCheck",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -38,7 +40,7 @@ let package = Package(
         .testTarget(name: "GranuleInterpreterTests", dependencies: ["GranuleIR", "GranuleInterpreter"]),
         .testTarget(
             name: "GranulePassesTests",
-            dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses"]),
+            dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCheck"]),
         .testTarget(
             name: "SystemLibraryTests",
             dependencies: ["CLLVM", "CBLAS", "CZlib"],

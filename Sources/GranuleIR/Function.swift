@@ -106,6 +106,16 @@ public struct Function: Hashable, Sendable {
 
     public mutating func setType(_ type: TensorType, of value: Value) { valueTypes[value.id] = type }
 
+    /// Renames a value; returns false (and changes nothing) if `name` is taken.
+    @discardableResult
+    public mutating func rename(_ value: Value, to name: String) -> Bool {
+        guard valuesByName[name] == nil else { return false }
+        valuesByName[valueNames[value.id]] = nil
+        valueNames[value.id] = name
+        valuesByName[name] = value
+        return true
+    }
+
     /// Adds a parameter at the end of the parameter list.
     @discardableResult
     public mutating func addParameter(named name: String, type: TensorType, role: Role) -> Value {

@@ -320,6 +320,10 @@ public struct Parser {
                 let dimLocation = current.location
                 let dim = try integer("a dimension")
                 guard dim >= 0 else { throw Diagnostic("dimension \(dim) is negative", at: dimLocation) }
+                // Also with a zero dimension elsewhere: shape rules add and sum dimensions.
+                guard dim <= TensorType.maxElementCount else {
+                    throw Diagnostic("dimension \(dim) is larger than 2^40", at: dimLocation)
+                }
                 shape.append(dim)
             } while consume(",")
             try expect("]")

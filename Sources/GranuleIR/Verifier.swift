@@ -29,6 +29,9 @@ public enum Verifier {
                 throw Diagnostic("parameter %\(name) is declared twice", at: parameter.location ?? function.location)
             }
             defined[parameter.value.id] = true
+            guard type.checkedElementCount != nil, type.shape.allSatisfy({ $0 <= TensorType.maxElementCount }) else {
+                throw Diagnostic("parameter %\(name) has type \(type), which has a negative dimension or more than 2^40 elements", at: parameter.location ?? function.location)
+            }
             if parameter.role == .trainable || parameter.role == .frozen, !type.dtype.isFloat {
                 throw Diagnostic("\(parameter.role.rawValue) parameter %\(name) must be a float tensor, got \(type)", at: parameter.location ?? function.location)
             }

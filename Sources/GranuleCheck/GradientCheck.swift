@@ -1,0 +1,81 @@
+import GranuleIR
+import GranuleInterpreter
+import GranulePasses
+
+/// Compares autodiff's gradients with central finite differences, both evaluated by the
+/// interpreter in float64 so that the comparison measures the gradient rules, not rounding.
+public struct GradientCheck: Sendable {
+    /// Step of the central difference `(f(x+h) − f(x−h)) / 2h`.
+    public var step: Double = 1e-5
+    /// Check at most this many elements per tensor (spread evenly); nil checks all of them.
+    public var maxElementsPerTensor: Int? = nil
+    /// Also differentiate with respect to these inputs.
+    public var extraGradientInputs: [String] = []
+
+    public init(step: Double = 1e-5, maxElementsPerTensor: Int? = nil, extraGradientInputs: [String] = []) {
+        self.step = step
+        self.maxElementsPerTensor = maxElementsPerTensor
+        self.extraGradientInputs = extraGradientInputs
+    }
+
+    /// The comparison for one differentiated parameter.
+    public struct Entry: Sendable {
+        public var parameter: String
+        public var checkedElements: Int
+        /// max |analytic − numeric| / max(max |numeric|, 1e-30) over the checked elements.
+        public var relativeError: Double
+        public var maxAbsoluteError: Double
+        public var gradientNorm: Double
+    }
+
+    public struct Report: Sendable {
+        public var loss: Double
+        public var entries: [Entry]
+        public var worstRelativeError: Double { entries.map(\.relativeError).max() ?? 0 }
+    }
+
+    public func run(_ function: Function, inputs: [String: Tensor]) throws(Diagnostic) -> Report {
+        let gradientFunction = try Autodiff(extraGradientInputs: extraGradientInputs).differentiate(function)
+        try Verifier.verify(gradientFunction)
+        let interpreter = Interpreter(precision: .float64)
+        let outputs = try interpreter.run(gradientFunction, inputs: inputs)
+        let loss = outputs[0].tensor.floats[0]
+
+        var entries: [Entry] = []
+        for (name, analytic) in outputs.dropFirst() where name.hasPrefix("grad.") {
+            let parameter = String(name.dropFirst("grad.".count))
+            guard let original = inputs[parameter] else { continue }
+            let count = original.elementCount
+            let indices = sampledIndices(count)
+            var maxError = 0.0
+            var maxNumeric = 0.0
+            for index in indices {
+                var plus = inputs
+                var minus = inputs
+                plus[parameter] = perturbed(original, index, by: step)
+                minus[parameter] = perturbed(original, index, by: -step)
+                let up = try interpreter.run(function, inputs: plus)[0].tensor.floats[0]
+                let down = try interpreter.run(function, inputs: minus)[0].tensor.floats[0]
+                let numeric = (up - down) / (2 * step)
+                maxError = max(maxError, Swift.abs(analytic.floats[index] - numeric))
+                maxNumeric = max(maxNumeric, Swift.abs(numeric))
+            }
+            let norm = analytic.floats.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            entries.append(Entry(
+                parameter: parameter, checkedElements: indices.count,
+                relativeError: maxError / max(maxNumeric, 1e-30), maxAbsoluteError: maxError, gradientNorm: norm))
+        }
+        return Report(loss: loss, entries: entries)
+    }
+
+    private func sampledIndices(_ count: Int) -> [Int] {
+        guard let limit = maxElementsPerTensor, count > limit else { return Array(0..<count) }
+        return (0..<limit).map { $0 * count / limit }
+    }
+
+    private func perturbed(_ tensor: Tensor, _ index: Int, by delta: Double) -> Tensor {
+        var values = tensor.floats
+        values[index] += delta
+        return Tensor(tensor.type, floats: values)
+    }
+}

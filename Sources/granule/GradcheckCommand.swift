@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import GranuleCheck
+import GranuleIR
+import GranuleInterpreter
+
+struct GradcheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gradcheck",
+        abstract: "Differentiate a loss function and compare its gradients with central finite differences (float64).")
+
+    @Argument(help: "The .tir file.") var file: String
+
+    @Option(help: "The loss function (its first result must be a float scalar).")
+    var function: String?
+
+    @Option(help: "A .safetensors file with parameter values; others are random.")
+    var inputs: String?
+
+    @Option(help: "Seed for the random parameter values.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Standard deviation of random float values.")
+    var scale: Double = 1
+
+    @Option(help: "Check at most this many elements per parameter.")
+    var maxElements: Int?
+
+    @Option(help: "Fail if any relative error exceeds this.")
+    var tolerance: Double = 1e-6
+
+    @Option(name: .customLong("wrt"), help: "Also check gradients with respect to these inputs (comma-separated).")
+    var withRespectTo: String?
+
+    func run() throws {
+        do {
+            let module = try loadModule(path: file)
+            let function = try selectFunction(module, named: self.function, path: file)
+            var values: [String: Tensor] = [:]
+            if let inputs { for (name, tensor) in try Safetensors.read(path: inputs) { values[name] = tensor } }
+            values.merge(RandomInputs.make(for: function, seed: seed, scale: scale, skipping: Set(values.keys))) { given, _ in given }
+            let check = GradientCheck(
+                maxElementsPerTensor: maxElements,
+                extraGradientInputs: withRespectTo.map { $0.split(separator: ",").map(String.init) } ?? [])
+            let report = try check.run(function, inputs: values)
+            print("loss \(formatNumber(report.loss))")
+            for entry in report.entries {
+                let verdict = entry.relativeError <= tolerance ? "ok" : "FAIL"
+                print("\(verdict) grad.\(entry.parameter): \(entry.checkedElements) elements, norm \(formatNumber(entry.gradientNorm)), relative error \(String(format: "%.2e", entry.relativeError))")
+            }
+            print("worst relative error \(String(format: "%.2e", report.worstRelativeError)) (tolerance \(String(format: "%.0e", tolerance)))")
+            if report.worstRelativeError > tolerance { throw ExitCode.failure }
+        } catch let failure as CommandFailure {
+            printError(failure.description)
+            throw ExitCode.failure
+        } catch let diagnostic as Diagnostic {
+            printError(diagnostic.description)
+            throw ExitCode.failure
+        }
+    }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct Granule: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "granule",
+        abstract: "An ahead-of-time compiler for parameter-efficient tuning of encoder-decoder transformers.",
+        subcommands: [
+            OptCommand.self, VerifyCommand.self, RunCommand.self, GradcheckCommand.self, VizCommand.self,
+        ])
+}

@@ -1,0 +1,52 @@
+import Foundation
+import GranuleIR
+
+/// Reads, parses and verifies an IR file, turning every failure into a located diagnostic.
+func loadModule(path: String) throws -> Module {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw CommandFailure("\(path): error: cannot read the file")
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+        throw CommandFailure("\(path): error: the file is not UTF-8 text")
+    }
+    do throws(Diagnostic) {
+        let module = try Parser.parse(text, file: path)
+        try Verifier.verify(module)
+        return module
+    } catch {
+        throw CommandFailure(error.description)
+    }
+}
+
+/// Picks the function a command works on: the named one, or the only one.
+func selectFunction(_ module: Module, named name: String?, path: String) throws -> Function {
+    if let name {
+        guard let function = module.function(named: name) else {
+            let known = module.functions.map { "@" + $0.name }.joined(separator: ", ")
+            throw CommandFailure("\(path): error: no function @\(name) (the module has \(known))")
+        }
+        return function
+    }
+    guard module.functions.count == 1, let only = module.functions.first else {
+        let known = module.functions.map { "@" + $0.name }.joined(separator: ", ")
+        throw CommandFailure("\(path): error: the module has \(module.functions.count) functions (\(known)); choose one with --function")
+    }
+    return only
+}
+
+/// Writes a file atomically: a temporary sibling, then rename, so no half-written output remains.
+func writeAtomically(_ text: String, to path: String) throws {
+    let url = URL(fileURLWithPath: path)
+    do {
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: url, options: .atomic)
+    } catch {
+        throw CommandFailure("\(path): error: cannot write: \(error.localizedDescription)")
+    }
+}
+
+/// A failure already formatted for the user; the command exits with status 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import GranuleCheck
+import GranuleIR
+import GranuleInterpreter
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a function of an IR file with the reference interpreter.",
+        discussion: """
+            Inputs come from a .safetensors file whose tensor names are the parameter names (without '%'). \
+            Parameters missing from it are an error unless --random-inputs SEED fills them deterministically. \
+            Results are written under their result names.
+            """)
+
+    @Argument(help: "The .tir file.") var file: String
+
+    @Option(help: "The function to run (required when the module has several).")
+    var function: String?
+
+    @Option(help: "A .safetensors file with the parameters' values.")
+    var inputs: String?
+
+    @Option(help: "Fill parameters not given by --inputs with deterministic random values from this seed.")
+    var randomInputs: UInt64?
+
+    @Option(help: "Standard deviation of random float values.")
+    var scale: Double = 1
+
+    @Option(help: "Write the results to this .safetensors file.")
+    var output: String?
+
+    @Option(help: "Write the inputs actually used (given and random) to this .safetensors file.")
+    var saveInputs: String?
+
+    @Flag(help: "Evaluate f32 ops in float64 (no rounding), as gradient checks do.")
+    var float64 = false
+
+    func run() throws {
+        do {
+            let module = try loadModule(path: file)
+            let function = try selectFunction(module, named: self.function, path: file)
+            var values = try inputs.map(loadTensors) ?? [:]
+            if let randomInputs {
+                values.merge(RandomInputs.make(for: function, seed: randomInputs, scale: scale, skipping: Set(values.keys))) { given, _ in given }
+            }
+            if let saveInputs {
+                let ordered = function.parameters.compactMap { parameter -> (name: String, tensor: Tensor)? in
+                    let name = function.name(of: parameter.value)
+                    return values[name].map { (name, $0) }
+                }
+                try Safetensors.write(ordered, to: saveInputs)
+            }
+            let interpreter = Interpreter(precision: float64 ? .float64 : .float32)
+            let results = try interpreter.run(function, inputs: values)
+            for (name, tensor) in results { print(summary(name, tensor)) }
+            if let output { try Safetensors.write(results, to: output) }
+        } catch let failure as CommandFailure {
+            printError(failure.description)
+            throw ExitCode.failure
+        } catch let diagnostic as Diagnostic {
+            printError(diagnostic.description)
+            throw ExitCode.failure
+        }
+    }
+
+    private func loadTensors(_ path: String) throws -> [String: Tensor] {
+        var result: [String: Tensor] = [:]
+        for (name, tensor) in try Safetensors.read(path: path) { result[name] = tensor }
+        return result
+    }
+}
+
+/// One line per tensor: name, type, and its value (scalars) or a few statistics.
+func summary(_ name: String, _ tensor: Tensor) -> String {
+    let head = "\(name): \(tensor.type)"
+    switch tensor.storage {
+    case .float(let values):
+        if values.count == 1 { return "\(head) = \(formatNumber(values[0]))" }
+        guard !values.isEmpty else { return head }
+        let norm = values.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let shown = values.prefix(4).map(formatNumber).joined(separator: ", ")
+        return "\(head) norm \(formatNumber(norm)) [\(shown)\(values.count > 4 ? ", ..." : "")]"
+    case .int(let values):
+        if values.count == 1 { return "\(head) = \(values[0])" }
+        let shown = values.prefix(8).map(String.init).joined(separator: ", ")
+        return "\(head) [\(shown)\(values.count > 8 ? ", ..." : "")]"
+    }
+}
+
+func formatNumber(_ value: Double) -> String { String(format: "%.9g", value) }
