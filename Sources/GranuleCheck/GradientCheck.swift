@@ -34,17 +34,30 @@ public struct GradientCheck: Sendable {
         public var worstRelativeError: Double { entries.map(\.relativeError).max() ?? 0 }
     }
 
+    /// Differentiates `function` with autodiff and checks every gradient it returns.
     public func run(_ function: Function, inputs: [String: Tensor]) throws(Diagnostic) -> Report {
         let gradientFunction = try Autodiff(extraGradientInputs: extraGradientInputs).differentiate(function)
         try Verifier.verify(gradientFunction)
-        let interpreter = Interpreter(precision: .float64)
-        let outputs = try interpreter.run(gradientFunction, inputs: inputs)
-        let loss = outputs[0].tensor.floats[0]
+        let outputs = try Interpreter(precision: .float64).run(gradientFunction, inputs: inputs)
+        let gradients = outputs.dropFirst().filter { $0.name.hasPrefix("grad.") }
+        return try check(function, inputs: inputs, loss: outputs[0].tensor.floats[0], gradients: Array(gradients))
+    }
 
+    /// Checks gradients computed elsewhere (named `grad.<parameter>`, e.g. by `granule run` on a
+    /// differentiated and optimized program) against finite differences of `function`.
+    public func check(
+        _ function: Function, inputs: [String: Tensor], loss: Double, gradients: [(name: String, tensor: Tensor)]
+    ) throws(Diagnostic) -> Report {
+        let interpreter = Interpreter(precision: .float64)
         var entries: [Entry] = []
-        for (name, analytic) in outputs.dropFirst() where name.hasPrefix("grad.") {
+        for (name, analytic) in gradients {
             let parameter = String(name.dropFirst("grad.".count))
-            guard let original = inputs[parameter] else { continue }
+            guard name.hasPrefix("grad."), let original = inputs[parameter] else {
+                throw Diagnostic("gradient '\(name)' does not name a parameter of @\(function.name) as grad.<parameter>")
+            }
+            guard analytic.type.shape == original.type.shape, analytic.type.dtype.isFloat else {
+                throw Diagnostic("gradient '\(name)' is \(analytic.type) but %\(parameter) is \(original.type)")
+            }
             let count = original.elementCount
             let indices = sampledIndices(count)
             var maxError = 0.0

@@ -29,6 +29,8 @@ public struct Simplify: FunctionPass {
                 replacement[op.result] = forwarded
             } else {
                 op = fold(op, result, definition)
+                // Folding can expose an identity (two transposes that cancel).
+                if let forwarded = identityOperand(op, result, definition) { replacement[op.result] = forwarded }
             }
             result.operations[index] = op
             definition[op.result] = op

@@ -29,6 +29,9 @@ struct GradcheckCommand: ParsableCommand {
     @Option(help: "Fail if any relative error exceeds this.")
     var tolerance: Double = 1e-6
 
+    @Option(help: "Check these gradients (a .safetensors file with loss and grad.<param> tensors, e.g. from `granule run` of the differentiated program) instead of differentiating here.")
+    var gradients: String?
+
     @Option(name: .customLong("wrt"), help: "Also check gradients with respect to these inputs (comma-separated).")
     var withRespectTo: String?
 
@@ -42,7 +45,18 @@ struct GradcheckCommand: ParsableCommand {
             let check = GradientCheck(
                 maxElementsPerTensor: maxElements,
                 extraGradientInputs: withRespectTo.map { $0.split(separator: ",").map(String.init) } ?? [])
-            let report = try check.run(function, inputs: values)
+            let report: GradientCheck.Report
+            if let gradients {
+                let given = try Safetensors.read(path: gradients)
+                guard let loss = given.first(where: { $0.name == "loss" }) ?? given.first else {
+                    throw CommandFailure("\(gradients): error: no tensors")
+                }
+                report = try check.check(
+                    function, inputs: values, loss: loss.tensor.floats.first ?? .nan,
+                    gradients: given.filter { $0.name.hasPrefix("grad.") })
+            } else {
+                report = try check.run(function, inputs: values)
+            }
             print("loss \(formatNumber(report.loss))")
             for entry in report.entries {
                 let verdict = entry.relativeError <= tolerance ? "ok" : "FAIL"

@@ -17,7 +17,7 @@ struct OptCommand: ParsableCommand {
     @Option(help: "Write one file per pipeline stage into this directory (00-input.tir, 01-autodiff.tir, ...).")
     var dumpDir: String?
 
-    @Option(help: "Print the result here instead of standard output.")
+    @Option(name: .shortAndLong, help: "Write the result to this file instead of standard output.")
     var output: String?
 
     @Option(name: .customLong("wrt"), help: "autodiff: also differentiate with respect to these input parameters (comma-separated names).")

@@ -28,7 +28,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Standard deviation of random float values.")
     var scale: Double = 1
 
-    @Option(help: "Write the results to this .safetensors file.")
+    @Option(name: .shortAndLong, help: "Write the results to this .safetensors file.")
     var output: String?
 
     @Option(help: "Write the inputs actually used (given and random) to this .safetensors file.")
