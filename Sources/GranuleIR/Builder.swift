@@ -23,6 +23,9 @@ extension Function {
 
     /// A scalar constant of `dtype`, broadcast by the binary op that uses it.
     public mutating func appendScalar(_ value: Double, _ dtype: DType, name: String? = nil) throws(Diagnostic) -> Value {
+        guard dtype.isFloat || (value.rounded() == value && Swift.abs(value) < 9.2e18) else {
+            throw Diagnostic("building a constant: \(value) is not a valid \(dtype) value", at: location)
+        }
         let scalar: ConstantData.Scalar = dtype.isFloat ? .float(value) : .int(Int64(value))
         return try append(.constant, [], constant: .splat(scalar), type: .scalar(dtype), name: name)
     }

@@ -19,7 +19,11 @@ public enum TypeRules {
         switch opcode {
         case .neg, .abs, .exp, .log, .tanh, .sigmoid, .relu, .sqrt, .rsqrt, .erf:
             let x = try unary(opcode, operands)
-            if opcode != .neg && opcode != .abs && opcode != .relu { try requireFloat(x, opcode) }
+            if opcode == .neg || opcode == .abs || opcode == .relu {
+                try requireNumber(x, opcode)
+            } else {
+                try requireFloat(x, opcode)
+            }
             return x
         case .pow:
             let x = try unary(opcode, operands)
@@ -50,6 +54,7 @@ public enum TypeRules {
         case .reduceSum, .reduceMean, .reduceMax:
             let x = try unary(opcode, operands)
             if opcode == .reduceMean { try requireFloat(x, opcode) }
+            if opcode == .reduceSum { try requireNumber(x, opcode) }
             let axes = try checkedAxes(attributes, rank: x.rank)
             let keep = try attributes.bool("keepdims")
             return x.with(shape: reducedShape(x.shape, axes: axes, keepDims: keep))
@@ -120,6 +125,7 @@ public enum TypeRules {
             try arity(opcode, operands, 3)
             let (target, indices, updates) = (operands[0], operands[1], operands[2])
             guard target.rank >= 1 else { throw Diagnostic("'scatter_add' target must have rank >= 1") }
+            try requireNumber(target, opcode)
             guard indices.dtype.isInteger else { throw Diagnostic("'scatter_add' indices must be i32 or i64, got \(indices)") }
             let expected = target.with(shape: indices.shape + target.shape.dropFirst())
             guard updates == expected else { throw Diagnostic("'scatter_add' updates must be \(expected), got \(updates)") }
@@ -342,6 +348,11 @@ public enum TypeRules {
 
     static func requireFloat(_ type: TensorType, _ opcode: Opcode) throws(Diagnostic) {
         guard type.dtype.isFloat else { throw Diagnostic("'\(opcode.name)' needs a float operand, got \(type)") }
+    }
+
+    /// Arithmetic that would leave {0, 1} (negation, sums) is not defined on i1.
+    static func requireNumber(_ type: TensorType, _ opcode: Opcode) throws(Diagnostic) {
+        guard !type.dtype.isBool else { throw Diagnostic("'\(opcode.name)' does not take i1 operands") }
     }
 
     static func checked(_ type: TensorType) throws(Diagnostic) -> TensorType {

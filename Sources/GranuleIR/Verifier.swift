@@ -22,7 +22,11 @@ public enum Verifier {
 
     public static func verify(_ function: Function) throws(Diagnostic) {
         var defined = [Bool](repeating: false, count: function.valueCount)
+        let inTable = { (value: Value) in value.id >= 0 && value.id < function.valueCount }
         for parameter in function.parameters {
+            guard inTable(parameter.value) else {
+                throw Diagnostic("a parameter of @\(function.name) refers to no value", at: parameter.location ?? function.location)
+            }
             let type = function.type(of: parameter.value)
             let name = function.name(of: parameter.value)
             guard !defined[parameter.value.id] else {
@@ -38,11 +42,12 @@ public enum Verifier {
         }
         for op in function.operations {
             let location = op.location ?? function.location
-            for operand in op.operands where operand.id >= defined.count || !defined[operand.id] {
-                let name = operand.id < function.valueCount ? function.name(of: operand) : "#\(operand.id)"
+            for operand in op.operands where !inTable(operand) || !defined[operand.id] {
+                let name = inTable(operand) ? function.name(of: operand) : "#\(operand.id)"
                 throw Diagnostic("%\(name) is used before it is defined", at: location)
             }
-            guard op.result.id < defined.count, !defined[op.result.id] else {
+            guard inTable(op.result) else { throw Diagnostic("an op's result refers to no value", at: location) }
+            guard !defined[op.result.id] else {
                 throw Diagnostic("%\(function.name(of: op.result)) is defined more than once", at: location)
             }
             if op.constant != nil, op.opcode != .constant {
@@ -72,10 +77,11 @@ public enum Verifier {
             guard names.insert(result.name).inserted else {
                 throw Diagnostic("result name '\(result.name)' is used twice", at: location)
             }
-            guard result.value.id < defined.count, defined[result.value.id] else {
+            guard inTable(result.value), defined[result.value.id] else {
                 throw Diagnostic("result '\(result.name)' is not defined", at: location)
             }
             guard let target = result.writes else { continue }
+            guard inTable(target) else { throw Diagnostic("result '\(result.name)' writes no value", at: location) }
             guard let parameter = function.parameter(for: target) else {
                 throw Diagnostic("result '\(result.name)' writes %\(function.name(of: target)), which is not a parameter", at: location)
             }

@@ -93,8 +93,7 @@ extension Interpreter {
             for (p, row) in rows.enumerated() {
                 for j in 0..<inner {
                     let (slot, update) = (row * inner + j, values[p * inner + j])
-                    // i1 has no arithmetic: adding is a logical or, which stays 0/1.
-                    result[slot] = dtype == .i1 ? (result[slot] | update) : dtype.wrap(result[slot] &+ update)
+                    result[slot] = dtype.wrap(result[slot] &+ update)
                 }
             }
             return Tensor(target.type, ints: result)

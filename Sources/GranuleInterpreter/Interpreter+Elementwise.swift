@@ -10,10 +10,6 @@ extension Interpreter {
             return Tensor(x.type, floats: values.map(function))
         case .int(let values):
             let dtype = x.type.dtype
-            if dtype == .i1, opcode == .neg || opcode == .abs || opcode == .relu {
-                // In 1-bit arithmetic -1 ≡ 1, so negation and absolute value are the identity.
-                return x
-            }
             switch opcode {
             case .neg:
                 return Tensor(x.type, ints: values.map { dtype.wrap(0 &- $0) })

@@ -56,7 +56,7 @@ extension Interpreter {
                 result = [Int64](repeating: 0, count: outputCount)
                 for (i, value) in values.enumerated() {
                     let j = slot?[i] ?? i
-                    result[j] = dtype == .i1 ? (result[j] | value) : dtype.wrap(result[j] &+ value)
+                    result[j] = dtype.wrap(result[j] &+ value)
                 }
             default:
                 throw Interpreter.internalError("'\(opcode.name)' has no integer form")

@@ -59,7 +59,7 @@ import Testing
         bad["fc1.b"] = tensor
         let error = diagnostic { _ = try Interpreter().run(parseFunction(mlp), inputs: bad) }
         #expect(error?.message == "input for parameter %fc1.b has 3 elements but f32[2] has 2")
-        let ir = unaryIR("relu %x", "i1[2]")
+        let ir = unaryIR("cast %x", "i1[2]", result: "f32[2]")
         var flags = i1([2], [0, 1])
         flags.storage = .int([0, 2])
         let flagError = diagnostic { _ = try runOne(ir, ["x": flags]) }
