@@ -56,7 +56,8 @@ build-debug: deps
 
 test: build-debug
 	@echo "==> test: Swift test targets"
-	$(SWIFT) test $(SWIFT_FLAGS) --skip-build
+	@# Hide Swift Testing's per-test "started" lines; results and failures stay.
+	$(SWIFT) test $(SWIFT_FLAGS) --skip-build 2>&1 | sed -u '/^◇ .* started\.$$/d'
 	@echo "==> test: IR FileCheck tests"
 	scripts/run-ir-tests $(DEBUG_GRANULE)
 

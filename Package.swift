@@ -20,10 +20,12 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
 
+        // Small shared pieces with no IR knowledge (a strict JSON reader and writer).
+        .target(name: "GranuleSupport"),
         // The tensor IR: types, ops and their shape rules, text form, verifier.
         .target(name: "GranuleIR"),
         // Reference semantics of every op, tensors and safetensors I/O.
-        .target(name: "GranuleInterpreter", dependencies: ["GranuleIR"]),
+        .target(name: "GranuleInterpreter", dependencies: ["GranuleIR", "GranuleSupport"]),
         // Passes over the IR, one per file.
         .target(name: "GranulePasses", dependencies: ["GranuleIR"]),
         // Gradient checking against finite differences and deterministic random inputs.
@@ -37,7 +39,7 @@ let package = Package(
             ]),
 
         .testTarget(name: "GranuleIRTests", dependencies: ["GranuleIR"]),
-        .testTarget(name: "GranuleInterpreterTests", dependencies: ["GranuleIR", "GranuleInterpreter"]),
+        .testTarget(name: "GranuleInterpreterTests", dependencies: ["GranuleIR", "GranuleInterpreter", "GranuleSupport"]),
         .testTarget(
             name: "GranulePassesTests",
             dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCheck"]),

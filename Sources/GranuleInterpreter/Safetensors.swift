@@ -1,4 +1,5 @@
 import GranuleIR
+import GranuleSupport
 
 /// Reading and writing `.safetensors` files, the checkpoint format of the Hugging Face ecosystem:
 ///

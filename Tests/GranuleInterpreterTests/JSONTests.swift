@@ -1,3 +1,4 @@
+import GranuleSupport
 import Testing
 
 @testable import GranuleInterpreter

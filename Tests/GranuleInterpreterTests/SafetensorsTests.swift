@@ -1,5 +1,6 @@
 import Foundation
 import GranuleIR
+import GranuleSupport
 import Testing
 
 @testable import GranuleInterpreter

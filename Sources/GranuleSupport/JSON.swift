@@ -1,9 +1,10 @@
-/// A minimal strict JSON (RFC 8259) reader and writer for safetensors headers.
+/// A minimal strict JSON (RFC 8259) reader and writer for safetensors headers, model specs and
+/// Hugging Face configs.
 ///
 /// Written by hand rather than using `JSONSerialization` because a header must be checked for
 /// duplicate tensor names, which a dictionary silently merges, and because integers must be told
 /// apart from floats exactly (Foundation returns `NSNumber`s that blur the two).
-enum JSON: Equatable {
+public enum JSON: Equatable, Sendable {
     /// Members in file order, duplicates kept.
     case object([(key: String, value: JSON)])
     case array([JSON])
@@ -13,7 +14,7 @@ enum JSON: Equatable {
     case bool(Bool)
     case null
 
-    static func == (lhs: JSON, rhs: JSON) -> Bool {
+    public static func == (lhs: JSON, rhs: JSON) -> Bool {
         switch (lhs, rhs) {
         case (.object(let a), .object(let b)):
             a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
@@ -27,7 +28,7 @@ enum JSON: Equatable {
     }
 
     /// What kind of value this is, for error messages.
-    var kindName: String {
+    public var kindName: String {
         switch self {
         case .object: "an object"
         case .array: "an array"
@@ -39,7 +40,7 @@ enum JSON: Equatable {
     }
 
     /// The value of a number that is an exact integer in `Int` range (`3`, `3.0`, `3e2`), else nil.
-    var integerValue: Int? {
+    public var integerValue: Int? {
         guard case .number(let text) = self else { return nil }
         if let int = Int(text) { return int }
         guard let double = Double(text), double.rounded() == double, Swift.abs(double) < 9.0e18 else { return nil }
@@ -49,7 +50,7 @@ enum JSON: Equatable {
     // MARK: reading
 
     /// Parses one JSON value followed only by whitespace; the error says what went wrong where.
-    static func parse(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> JSON {
+    public static func parse(_ bytes: ArraySlice<UInt8>) throws(ParseError) -> JSON {
         var parser = Parser(bytes: bytes)
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
@@ -58,10 +59,10 @@ enum JSON: Equatable {
         return value
     }
 
-    struct ParseError: Error {
-        var message: String
+    public struct ParseError: Error {
+        public var message: String
         /// Byte offset from the start of the parsed text.
-        var offset: Int
+        public var offset: Int
     }
 
     private struct Parser {
@@ -261,7 +262,8 @@ enum JSON: Equatable {
     // MARK: writing
 
     /// Compact JSON text of this value (members in their stored order).
-    var text: String {
+    /// Compact JSON text.
+    public var text: String {
         var out = ""
         write(to: &out)
         return out
