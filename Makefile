@@ -33,7 +33,8 @@ DEBUG_GRANULE = $(SCRATCH)/debug/granule
 deps:
 	@missing=""; \
 	for package in $(DEB_PACKAGES); do \
-	    dpkg -s "$$package" 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$package"; \
+	    status=$$(dpkg -s "$$package" 2>/dev/null || true); \
+	    case "$$status" in *"Status: install ok installed"*) ;; *) missing="$$missing $$package" ;; esac; \
 	done; \
 	if [ -z "$$missing" ]; then \
 	    echo "==> deps: all Debian packages present"; \

@@ -15,16 +15,22 @@ public struct TensorType: Hashable, Sendable, CustomStringConvertible {
 
     public var rank: Int { shape.count }
 
-    /// Product of the dimensions; nil if a dimension is negative or the product exceeds `maxElementCount`.
+    /// Product of the dimensions; nil if a dimension is negative or the product of the non-zero
+    /// dimensions exceeds `maxElementCount` (so no permutation of a valid shape can overflow).
     public var checkedElementCount: Int? {
-        var count = 1
+        var bounded = 1
+        var hasZero = false
         for dim in shape {
             guard dim >= 0 else { return nil }
-            let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+            if dim == 0 {
+                hasZero = true
+                continue
+            }
+            let (product, overflow) = bounded.multipliedReportingOverflow(by: dim)
             guard !overflow, product <= TensorType.maxElementCount else { return nil }
-            count = product
+            bounded = product
         }
-        return count
+        return hasZero ? 0 : bounded
     }
 
     /// Product of the dimensions of a verified type.

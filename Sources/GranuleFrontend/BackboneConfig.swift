@@ -1,0 +1,105 @@
+import GranuleIR
+
+/// The sizes and conventions of a backbone, read from a Hugging Face `config.json`.
+public struct BackboneConfig: Sendable, Equatable {
+    public enum Family: String, Sendable { case bart, t5 }
+
+    public var family: Family
+    public var dModel: Int
+    public var encoderLayers: Int
+    public var decoderLayers: Int
+    public var heads: Int
+    /// Per-head width (BART: dModel / heads; T5: `d_kv`).
+    public var headDim: Int
+    public var ffnDim: Int
+    /// Token rows of the (already resized) shared embedding.
+    public var vocabSize: Int
+    public var padTokenId: Int
+    public var eosTokenId: Int
+    public var decoderStartTokenId: Int
+
+    // BART
+    public var maxPositions = 0
+    public var scaleEmbedding = false
+    public var layerNormEps = 1e-5
+
+    // T5
+    public var relativeBuckets = 32
+    public var relativeMaxDistance = 128
+    /// `gated-gelu` (T5 v1.1) instead of ReLU.
+    public var gatedGelu = false
+    public var tiedEmbeddings = true
+
+    /// Reads and validates a config; every error names the file and the field.
+    public static func load(path: String) throws(Diagnostic) -> BackboneConfig {
+        let json = try JSONFields.load(path)
+        let modelType = try json.required("model_type").string()
+        switch modelType {
+        case "bart": return try bart(json)
+        case "t5": return try t5(json)
+        default:
+            throw Diagnostic("\(path): error: field 'model_type': unsupported model type \"\(modelType)\" (Granule compiles \"bart\" and \"t5\")")
+        }
+    }
+
+    private static func bart(_ json: JSONFields) throws(Diagnostic) -> BackboneConfig {
+        let d = try json.required("d_model").positiveInt()
+        let heads = try json.required("encoder_attention_heads").positiveInt()
+        let decoderHeads = try json.optional("decoder_attention_heads")?.positiveInt() ?? heads
+        guard decoderHeads == heads else { throw json.failure("decoder_attention_heads equal to encoder_attention_heads") }
+        guard d % heads == 0 else {
+            throw Diagnostic("\(json.file): error: field 'd_model': \(d) is not divisible by encoder_attention_heads \(heads)")
+        }
+        let ffn = try json.required("encoder_ffn_dim").positiveInt()
+        if let decoderFFN = try json.optional("decoder_ffn_dim"), try decoderFFN.positiveInt() != ffn {
+            throw decoderFFN.failure("the same value as encoder_ffn_dim (\(ffn))")
+        }
+        let activation = try json.optional("activation_function")?.string() ?? "gelu"
+        guard activation == "gelu" else { throw try json.required("activation_function").failure("\"gelu\"") }
+        if try json.optional("normalize_before")?.bool() == true || json.optional("add_final_layer_norm")?.bool() == true {
+            throw Diagnostic("\(json.file): error: pre-LN BART variants (normalize_before / add_final_layer_norm) are not supported")
+        }
+        var config = BackboneConfig(
+            family: .bart, dModel: d,
+            encoderLayers: try json.required("encoder_layers").positiveInt(),
+            decoderLayers: try json.required("decoder_layers").positiveInt(),
+            heads: heads, headDim: d / heads, ffnDim: ffn,
+            vocabSize: try json.required("vocab_size").positiveInt(),
+            padTokenId: try json.optional("pad_token_id")?.int() ?? 1,
+            eosTokenId: try json.optional("eos_token_id")?.int() ?? 2,
+            decoderStartTokenId: try json.optional("decoder_start_token_id")?.int() ?? 2)
+        config.maxPositions = try json.required("max_position_embeddings").positiveInt()
+        config.scaleEmbedding = try json.optional("scale_embedding")?.bool() ?? false
+        return try config.validated(json)
+    }
+
+    private static func t5(_ json: JSONFields) throws(Diagnostic) -> BackboneConfig {
+        let layers = try json.required("num_layers").positiveInt()
+        let projection = try json.optional("feed_forward_proj")?.string(oneOf: ["relu", "gated-gelu"]) ?? "relu"
+        var config = BackboneConfig(
+            family: .t5, dModel: try json.required("d_model").positiveInt(),
+            encoderLayers: layers,
+            decoderLayers: try json.optional("num_decoder_layers")?.positiveInt() ?? layers,
+            heads: try json.required("num_heads").positiveInt(),
+            headDim: try json.required("d_kv").positiveInt(),
+            ffnDim: try json.required("d_ff").positiveInt(),
+            vocabSize: try json.required("vocab_size").positiveInt(),
+            padTokenId: try json.optional("pad_token_id")?.int() ?? 0,
+            eosTokenId: try json.optional("eos_token_id")?.int() ?? 1,
+            decoderStartTokenId: try json.optional("decoder_start_token_id")?.int() ?? 0)
+        config.relativeBuckets = try json.optional("relative_attention_num_buckets")?.positiveInt() ?? 32
+        config.relativeMaxDistance = try json.optional("relative_attention_max_distance")?.positiveInt() ?? 128
+        config.layerNormEps = try json.optional("layer_norm_epsilon")?.double() ?? 1e-6
+        config.gatedGelu = projection == "gated-gelu"
+        config.tiedEmbeddings = try json.optional("tie_word_embeddings")?.bool() ?? true
+        return try config.validated(json)
+    }
+
+    private func validated(_ json: JSONFields) throws(Diagnostic) -> BackboneConfig {
+        for (name, id) in [("pad_token_id", padTokenId), ("eos_token_id", eosTokenId), ("decoder_start_token_id", decoderStartTokenId)]
+        where !(0..<vocabSize).contains(id) {
+            throw Diagnostic("\(json.file): error: field '\(name)': \(id) is outside the vocabulary [0, \(vocabSize))")
+        }
+        return self
+    }
+}

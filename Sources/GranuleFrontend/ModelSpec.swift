@@ -1,0 +1,123 @@
+import Foundation
+import GranuleIR
+
+/// A model spec: the backbone, the PET method and its hyper-parameters, the visual input, the
+/// static batch shapes and the loss. Read from JSON (documented in the README); every error names
+/// the file and the field.
+public struct ModelSpec: Sendable, Equatable {
+    /// Absolute or spec-relative path of the Hugging Face `config.json`, resolved.
+    public var backbonePath: String
+    public var backbone: BackboneConfig
+    public var pet: PETMethod
+    public var visual: VisualInput?
+    public var batch: BatchShape
+    public var loss: LossReduction
+    /// Dropout probability of the frozen backbone (and of LoRA's input path); 0 lowers no dropout ops.
+    public var dropout: Double
+    public var tasks: [TaskSpec]
+
+    public struct VisualInput: Sendable, Equatable {
+        public var featureDim: Int
+        /// The feature grid of one image (VL-BART: 7×7 CLIP RN101 `layer4` features).
+        public var grid: [Int]
+        /// Stride-1 max-pool window applied to the grid (7×7 → 6×6 = 36 tokens with [2, 2]).
+        public var poolWindow: [Int]
+        /// Images per example (NLVR2: 2).
+        public var images: Int
+
+        public var tokensPerImage: Int { (grid[0] - poolWindow[0] + 1) * (grid[1] - poolWindow[1] + 1) }
+        public var tokens: Int { tokensPerImage * images }
+    }
+
+    public struct BatchShape: Sendable, Equatable {
+        public var size: Int
+        public var textLength: Int
+        public var targetLength: Int
+    }
+
+    public enum LossReduction: String, Sendable, Equatable {
+        /// Per-sample token mean, then batch mean (GQA, NLVR2).
+        case sampleMean = "sample_mean"
+        /// Per-sample token mean × the answer's soft score, then batch mean (VQA).
+        case scoreWeighted = "score_weighted"
+        /// Mean over every target token of the batch (captioning).
+        case tokenMean = "token_mean"
+    }
+
+    public struct TaskSpec: Sendable, Equatable {
+        public var name: String
+        public var prompt: String
+        public var loss: LossReduction
+    }
+
+    public static func load(path: String) throws(Diagnostic) -> ModelSpec {
+        let json = try JSONFields.load(path)
+        try json.onlyKeys(["backbone", "pet", "visual", "batch", "loss", "dropout", "tasks", "description"])
+        let backboneField = try json.required("backbone")
+        let relative = try backboneField.string()
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let backbonePath = relative.hasPrefix("/") ? relative : directory.appendingPathComponent(relative).standardized.path
+        guard FileManager.default.fileExists(atPath: backbonePath) else {
+            throw Diagnostic("\(path): error: field 'backbone': no config file at \(backbonePath)")
+        }
+        let backbone = try BackboneConfig.load(path: backbonePath)
+
+        var visual: VisualInput?
+        if let field = try json.optional("visual") {
+            try field.onlyKeys(["feature_dim", "grid", "pool_window", "images"])
+            let grid = try field.required("grid").positiveInts(count: 2)
+            let window = try field.optional("pool_window")?.positiveInts(count: 2) ?? [1, 1]
+            guard window[0] <= grid[0], window[1] <= grid[1] else {
+                throw try field.required("pool_window").failure("a window no larger than the grid \(grid)")
+            }
+            visual = VisualInput(
+                featureDim: try field.required("feature_dim").positiveInt(), grid: grid, poolWindow: window,
+                images: try field.optional("images")?.positiveInt() ?? 1)
+            if let visual, visual.images > 2 { throw try field.required("images").failure("1 or 2 (the image-order embedding has 2 rows)") }
+        }
+
+        let batchField = try json.required("batch")
+        try batchField.onlyKeys(["size", "text_length", "target_length"])
+        let batch = BatchShape(
+            size: try batchField.required("size").positiveInt(),
+            textLength: try batchField.required("text_length").positiveInt(),
+            targetLength: try batchField.required("target_length").positiveInt())
+
+        let loss = try lossReduction(json.required("loss"))
+        let dropout = try json.optional("dropout")?.double() ?? 0.1
+        guard dropout >= 0, dropout < 1 else { throw try json.required("dropout").failure("a probability in [0, 1)") }
+
+        var tasks: [TaskSpec] = []
+        for task in try json.optional("tasks")?.array() ?? [] {
+            try task.onlyKeys(["name", "prompt", "loss"])
+            tasks.append(TaskSpec(
+                name: try task.required("name").string(), prompt: try task.optional("prompt")?.string() ?? "",
+                loss: try task.optional("loss").map(lossReduction) ?? loss))
+        }
+
+        let spec = ModelSpec(
+            backbonePath: backbonePath, backbone: backbone,
+            pet: try PETMethod.parse(json.required("pet"), backbone: backbone),
+            visual: visual, batch: batch, loss: loss, dropout: dropout, tasks: tasks)
+        try spec.checkSizes(json)
+        return spec
+    }
+
+    private static func lossReduction(_ field: JSONFields) throws(Diagnostic) -> LossReduction {
+        LossReduction(rawValue: try field.string(oneOf: ["sample_mean", "score_weighted", "token_mean"]))!
+    }
+
+    /// Checks that the static shapes fit the backbone (positions, vocabulary rows for object ids).
+    private func checkSizes(_ json: JSONFields) throws(Diagnostic) {
+        let prompts = pet.promptLength
+        if backbone.family == .bart, batch.textLength + prompts > backbone.maxPositions {
+            throw Diagnostic("\(json.file): error: field 'batch.text_length': \(batch.textLength) tokens (+\(prompts) prompts) exceed the backbone's max_position_embeddings \(backbone.maxPositions)")
+        }
+        if backbone.family == .bart, batch.targetLength > backbone.maxPositions {
+            throw Diagnostic("\(json.file): error: field 'batch.target_length': \(batch.targetLength) exceeds max_position_embeddings \(backbone.maxPositions)")
+        }
+        if let visual, visual.tokensPerImage > backbone.vocabSize {
+            throw Diagnostic("\(json.file): error: field 'visual': \(visual.tokensPerImage) object-order ids need that many vocabulary rows; the backbone has \(backbone.vocabSize)")
+        }
+    }
+}
