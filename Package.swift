@@ -28,13 +28,15 @@ let package = Package(
         .target(name: "GranuleInterpreter", dependencies: ["GranuleIR", "GranuleSupport"]),
         // Passes over the IR, one per file.
         .target(name: "GranulePasses", dependencies: ["GranuleIR"]),
+        // BART / T5 + visual embedding + PET methods → IR; model specs; parameter tables.
+        .target(name: "GranuleFrontend", dependencies: ["GranuleIR", "GranuleSupport", "GranuleInterpreter"]),
         // Gradient checking against finite differences and deterministic random inputs.
-        .target(name: "GranuleCheck", dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses"]),
+        .target(name: "GranuleCheck", dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleSupport"]),
         // The command-line tool.
         .executableTarget(
             name: "granule",
             dependencies: [
-                "GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCheck",
+                "GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCheck", "GranuleFrontend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -43,6 +45,9 @@ let package = Package(
         .testTarget(
             name: "GranulePassesTests",
             dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCheck"]),
+        .testTarget(
+            name: "GranuleFrontendTests",
+            dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleFrontend", "GranuleCheck"]),
         .testTarget(
             name: "SystemLibraryTests",
             dependencies: ["CLLVM", "CBLAS", "CZlib"],

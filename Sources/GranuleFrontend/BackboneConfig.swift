@@ -56,7 +56,9 @@ public struct BackboneConfig: Sendable, Equatable {
         }
         let activation = try json.optional("activation_function")?.string() ?? "gelu"
         guard activation == "gelu" else { throw try json.required("activation_function").failure("\"gelu\"") }
-        if try json.optional("normalize_before")?.bool() == true || json.optional("add_final_layer_norm")?.bool() == true {
+        let normalizeBefore = try json.optional("normalize_before")?.bool() ?? false
+        let finalLayerNorm = try json.optional("add_final_layer_norm")?.bool() ?? false
+        if normalizeBefore || finalLayerNorm {
             throw Diagnostic("\(json.file): error: pre-LN BART variants (normalize_before / add_final_layer_norm) are not supported")
         }
         var config = BackboneConfig(

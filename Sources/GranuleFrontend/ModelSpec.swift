@@ -8,6 +8,9 @@ public struct ModelSpec: Sendable, Equatable {
     /// Absolute or spec-relative path of the Hugging Face `config.json`, resolved.
     public var backbonePath: String
     public var backbone: BackboneConfig
+    /// Rows of the backbone checkpoint's token embedding before `resize_vocab` (VL-BART adds 200
+    /// visual-extra tokens; VL-T5 resizes to 32,200); equal to `backbone.vocabSize` otherwise.
+    public var checkpointVocabSize: Int
     public var pet: PETMethod
     public var visual: VisualInput?
     public var batch: BatchShape
@@ -52,7 +55,7 @@ public struct ModelSpec: Sendable, Equatable {
 
     public static func load(path: String) throws(Diagnostic) -> ModelSpec {
         let json = try JSONFields.load(path)
-        try json.onlyKeys(["backbone", "pet", "visual", "batch", "loss", "dropout", "tasks", "description"])
+        try json.onlyKeys(["backbone", "resize_vocab", "pet", "visual", "batch", "loss", "dropout", "tasks", "description", "notes"])
         let backboneField = try json.required("backbone")
         let relative = try backboneField.string()
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
@@ -60,7 +63,13 @@ public struct ModelSpec: Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: backbonePath) else {
             throw Diagnostic("\(path): error: field 'backbone': no config file at \(backbonePath)")
         }
-        let backbone = try BackboneConfig.load(path: backbonePath)
+        var backbone = try BackboneConfig.load(path: backbonePath)
+        let checkpointVocabSize = backbone.vocabSize
+        if let resize = try json.optional("resize_vocab") {
+            let rows = try resize.positiveInt()
+            guard rows >= backbone.vocabSize else { throw resize.failure("at least the backbone's vocab_size \(backbone.vocabSize)") }
+            backbone.vocabSize = rows
+        }
 
         var visual: VisualInput?
         if let field = try json.optional("visual") {
@@ -96,7 +105,7 @@ public struct ModelSpec: Sendable, Equatable {
         }
 
         let spec = ModelSpec(
-            backbonePath: backbonePath, backbone: backbone,
+            backbonePath: backbonePath, backbone: backbone, checkpointVocabSize: checkpointVocabSize,
             pet: try PETMethod.parse(json.required("pet"), backbone: backbone),
             visual: visual, batch: batch, loss: loss, dropout: dropout, tasks: tasks)
         try spec.checkSizes(json)

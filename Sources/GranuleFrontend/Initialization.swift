@@ -1,0 +1,91 @@
+import GranuleIR
+import GranuleInterpreter
+import GranuleSupport
+
+/// Initial weights for a lowered model (`granule init`): every parameter drawn from its
+/// initializer with a seeded generator, or — with a base checkpoint — the backbone's tensors
+/// kept and only what is new initialised (PET modules, the visual embedding, resized rows).
+public enum Initialization {
+    public struct Report: Sendable {
+        public var loaded = 0
+        public var initialized = 0
+        public var resized: [String] = []
+        /// Base tensors that name nothing in the model (e.g. an untied copy of a tied head).
+        public var unused: [String] = []
+    }
+
+    public static func weights(
+        for parameters: [ModelParameter], seed: UInt64, base: [(name: String, tensor: Tensor)]? = nil, basePath: String = "base"
+    ) throws(Diagnostic) -> (tensors: [(name: String, tensor: Tensor)], report: Report) {
+        var generator = SeededGenerator(seed: seed)
+        var baseByName: [String: Tensor] = [:]
+        for (name, tensor) in base ?? [] { baseByName[name] = tensor }
+        var used: Set<String> = []
+        var report = Report()
+        var result: [(name: String, tensor: Tensor)] = []
+        for parameter in parameters {
+            let type = TensorType(.f32, parameter.shape)
+            var fresh = sample(parameter.initializer, count: parameter.elementCount, &generator)
+            if base != nil, let (baseName, stored) = lookup(parameter.name, in: baseByName) {
+                used.insert(baseName)
+                guard stored.type.dtype.isFloat else {
+                    throw Diagnostic("\(basePath): error: tensor '\(baseName)' is \(stored.type), expected float \(type)")
+                }
+                if stored.type.shape == parameter.shape {
+                    fresh = stored.floats.map { Double(Float($0)) }
+                    report.loaded += 1
+                } else if let resized = keepRows(stored, into: fresh, shape: parameter.shape) {
+                    fresh = resized
+                    report.resized.append("\(parameter.name) \(stored.type.shape) -> \(parameter.shape)")
+                    report.loaded += 1
+                } else {
+                    throw Diagnostic("\(basePath): error: tensor '\(baseName)' has shape \(stored.type.shape) but the spec's model needs \(parameter.shape)")
+                }
+            } else if base != nil, parameter.origin == .backbone, !parameter.isBuffer {
+                throw Diagnostic("\(basePath): error: missing backbone tensor '\(parameter.name)' (expected f32\(parameter.shape)); is this checkpoint for the spec's backbone?")
+            } else {
+                report.initialized += 1
+            }
+            result.append((parameter.name, Tensor(type, floats: fresh)))
+        }
+        report.unused = baseByName.keys.filter { !used.contains($0) }.sorted()
+        return (result, report)
+    }
+
+    /// Hugging Face checkpoints of BART may or may not carry the `model.` prefix.
+    private static func lookup(_ name: String, in tensors: [String: Tensor]) -> (String, Tensor)? {
+        let candidates = [name, name.hasPrefix("model.") ? String(name.dropFirst("model.".count)) : "model." + name]
+        for candidate in candidates { if let tensor = tensors[candidate] { return (candidate, tensor) } }
+        return nil
+    }
+
+    /// A tensor with fewer leading rows than needed (a vocabulary before resizing; BART's
+    /// `final_logits_bias` resizes its last axis): copy what exists, keep fresh values elsewhere.
+    private static func keepRows(_ stored: Tensor, into fresh: [Double], shape: [Int]) -> [Double]? {
+        let old = stored.type.shape
+        guard old.count == shape.count, !shape.isEmpty else { return nil }
+        let differing = (0..<shape.count).filter { old[$0] != shape[$0] }
+        guard differing.count == 1, let axis = differing.first, old[axis] < shape[axis] else { return nil }
+        let inner = shape[(axis + 1)...].reduce(1, *)
+        let outer = shape[..<axis].reduce(1, *)
+        var result = fresh
+        let values = stored.floats
+        for o in 0..<outer {
+            for row in 0..<old[axis] {
+                for i in 0..<inner {
+                    result[(o * shape[axis] + row) * inner + i] = Double(Float(values[(o * old[axis] + row) * inner + i]))
+                }
+            }
+        }
+        return result
+    }
+
+    static func sample(_ initializer: ModelParameter.Initializer, count: Int, _ generator: inout SeededGenerator) -> [Double] {
+        switch initializer {
+        case .zeros: return [Double](repeating: 0, count: count)
+        case .ones: return [Double](repeating: 1, count: count)
+        case .normal(let std): return (0..<count).map { _ in Double(Float(generator.normal() * std)) }
+        case .uniform(let bound): return (0..<count).map { _ in Double(Float(Double.random(in: -bound...bound, using: &generator))) }
+        }
+    }
+}

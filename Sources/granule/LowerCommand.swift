@@ -1,0 +1,45 @@
+import ArgumentParser
+import GranuleFrontend
+import GranuleIR
+import GranulePasses
+
+struct LowerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lower",
+        abstract: "Lower a model spec to IR: @loss(batch inputs, weights) -> (loss, logits), verified.",
+        discussion: "With --passes autodiff,... the module also holds @loss_grad with gradients of exactly the trainable parameters.")
+
+    @Argument(help: "The model spec (.json).") var spec: String
+
+    @Option(name: .shortAndLong, help: "Write the IR here instead of standard output.")
+    var output: String?
+
+    @Option(help: "Comma-separated passes to run after lowering, e.g. autodiff,simplify,cse,dce.")
+    var passes: String?
+
+    @Option(help: "Override the spec's dropout probability (0 lowers no dropout).")
+    var dropout: Double?
+
+    @Flag(help: "Print constants in full.")
+    var fullConstants = false
+
+    func run() throws {
+        try runReportingErrors {
+            let model = try ModelSpec.load(path: spec)
+            var module = try Lowering.lower(model, dropout: dropout).module
+            try Verifier.verify(module)
+            for name in passes?.split(separator: ",").map(String.init) ?? [] {
+                guard let pass = PassRegistry.make(name) else {
+                    throw CommandFailure("error: unknown pass '\(name)' (known: \(PassRegistry.names.joined(separator: ", ")))")
+                }
+                module = try PassManager([pass]).run(module)
+            }
+            let text = Printer.print(module, options: fullConstants ? .full : PrintOptions())
+            if let output {
+                try writeAtomically(text, to: output)
+            } else {
+                print(text, terminator: "")
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+import ArgumentParser
+import GranuleFrontend
+import GranuleIR
+
+struct ParamsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "params",
+        abstract: "Print trainable and total parameters of a model spec by group, as the paper's Params (%) counts them.")
+
+    @Argument(help: "The model spec (.json).") var spec: String
+
+    func run() throws {
+        try runReportingErrors {
+            let model = try ModelSpec.load(path: spec)
+            print("\(spec): \(model.backbone.family.rawValue) with \(model.pet.name)")
+            print(ParameterCount(try Lowering.parameters(model)).report())
+        }
+    }
+}
+
+/// Runs a command body, printing located errors on standard error and exiting with status 1.
+func runReportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let failure as CommandFailure {
+        printError(failure.description)
+        throw ExitCode.failure
+    } catch let diagnostic as Diagnostic {
+        printError(diagnostic.description)
+        throw ExitCode.failure
+    }
+}
