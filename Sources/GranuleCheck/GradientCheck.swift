@@ -22,8 +22,13 @@ public struct GradientCheck: Sendable {
     public struct Entry: Sendable {
         public var parameter: String
         public var checkedElements: Int
-        /// max |analytic − numeric| / max(max |numeric|, 1e-30) over the checked elements.
+        /// max |analytic − numeric| / max |numeric| over the checked elements; 0 for a gradient that
+        /// is zero by both measures (see `isZero`).
         public var relativeError: Double
+        /// Both the analytic gradient (below 1e-12) and the finite differences (below 1e-9, their
+        /// noise level) vanish: a relative error means nothing there. Attention's key bias is one
+        /// such parameter (softmax ignores a shift shared by every key).
+        public var isZero: Bool
         public var maxAbsoluteError: Double
         public var gradientNorm: Double
     }
@@ -62,6 +67,7 @@ public struct GradientCheck: Sendable {
             let indices = sampledIndices(count)
             var maxError = 0.0
             var maxNumeric = 0.0
+            var maxAnalytic = 0.0
             for index in indices {
                 var plus = inputs
                 var minus = inputs
@@ -72,11 +78,14 @@ public struct GradientCheck: Sendable {
                 let numeric = (up - down) / (2 * step)
                 maxError = max(maxError, Swift.abs(analytic.floats[index] - numeric))
                 maxNumeric = max(maxNumeric, Swift.abs(numeric))
+                maxAnalytic = max(maxAnalytic, Swift.abs(analytic.floats[index]))
             }
+            let isZero = maxAnalytic < 1e-12 && maxNumeric < 1e-9
             let norm = analytic.floats.reduce(0) { $0 + $1 * $1 }.squareRoot()
             entries.append(Entry(
                 parameter: parameter, checkedElements: indices.count,
-                relativeError: maxError / max(maxNumeric, 1e-30), maxAbsoluteError: maxError, gradientNorm: norm))
+                relativeError: isZero ? 0 : maxError / max(maxNumeric, 1e-30), isZero: isZero,
+                maxAbsoluteError: maxError, gradientNorm: norm))
         }
         return Report(loss: loss, entries: entries)
     }

@@ -38,7 +38,7 @@ public struct BackboneConfig: Sendable, Equatable {
         case "bart": return try bart(json)
         case "t5": return try t5(json)
         default:
-            throw Diagnostic("\(path): error: field 'model_type': unsupported model type \"\(modelType)\" (Granule compiles \"bart\" and \"t5\")")
+            throw Diagnostic(file: path, "field 'model_type': unsupported model type \"\(modelType)\" (Granule compiles \"bart\" and \"t5\")")
         }
     }
 
@@ -48,7 +48,7 @@ public struct BackboneConfig: Sendable, Equatable {
         let decoderHeads = try json.optional("decoder_attention_heads")?.positiveInt() ?? heads
         guard decoderHeads == heads else { throw json.failure("decoder_attention_heads equal to encoder_attention_heads") }
         guard d % heads == 0 else {
-            throw Diagnostic("\(json.file): error: field 'd_model': \(d) is not divisible by encoder_attention_heads \(heads)")
+            throw Diagnostic(file: json.file, "field 'd_model': \(d) is not divisible by encoder_attention_heads \(heads)")
         }
         let ffn = try json.required("encoder_ffn_dim").positiveInt()
         if let decoderFFN = try json.optional("decoder_ffn_dim"), try decoderFFN.positiveInt() != ffn {
@@ -59,7 +59,7 @@ public struct BackboneConfig: Sendable, Equatable {
         let normalizeBefore = try json.optional("normalize_before")?.bool() ?? false
         let finalLayerNorm = try json.optional("add_final_layer_norm")?.bool() ?? false
         if normalizeBefore || finalLayerNorm {
-            throw Diagnostic("\(json.file): error: pre-LN BART variants (normalize_before / add_final_layer_norm) are not supported")
+            throw Diagnostic(file: json.file, "pre-LN BART variants (normalize_before / add_final_layer_norm) are not supported")
         }
         var config = BackboneConfig(
             family: .bart, dModel: d,
@@ -100,7 +100,7 @@ public struct BackboneConfig: Sendable, Equatable {
     private func validated(_ json: JSONFields) throws(Diagnostic) -> BackboneConfig {
         for (name, id) in [("pad_token_id", padTokenId), ("eos_token_id", eosTokenId), ("decoder_start_token_id", decoderStartTokenId)]
         where !(0..<vocabSize).contains(id) {
-            throw Diagnostic("\(json.file): error: field '\(name)': \(id) is outside the vocabulary [0, \(vocabSize))")
+            throw Diagnostic(file: json.file, "field '\(name)': \(id) is outside the vocabulary [0, \(vocabSize))")
         }
         return self
     }

@@ -29,7 +29,7 @@ public enum Initialization {
             if base != nil, let (baseName, stored) = lookup(parameter.name, in: baseByName) {
                 used.insert(baseName)
                 guard stored.type.dtype.isFloat else {
-                    throw Diagnostic("\(basePath): error: tensor '\(baseName)' is \(stored.type), expected float \(type)")
+                    throw Diagnostic(file: basePath, "tensor '\(baseName)' is \(stored.type), expected float \(type)")
                 }
                 if stored.type.shape == parameter.shape {
                     fresh = stored.floats.map { Double(Float($0)) }
@@ -39,10 +39,10 @@ public enum Initialization {
                     report.resized.append("\(parameter.name) \(stored.type.shape) -> \(parameter.shape)")
                     report.loaded += 1
                 } else {
-                    throw Diagnostic("\(basePath): error: tensor '\(baseName)' has shape \(stored.type.shape) but the spec's model needs \(parameter.shape)")
+                    throw Diagnostic(file: basePath, "tensor '\(baseName)' has shape \(stored.type.shape) but the spec's model needs \(parameter.shape)")
                 }
             } else if base != nil, parameter.origin == .backbone, !parameter.isBuffer {
-                throw Diagnostic("\(basePath): error: missing backbone tensor '\(parameter.name)' (expected f32\(parameter.shape)); is this checkpoint for the spec's backbone?")
+                throw Diagnostic(file: basePath, "missing backbone tensor '\(parameter.name)' (expected f32\(parameter.shape)); is this checkpoint for the spec's backbone?")
             } else {
                 report.initialized += 1
             }

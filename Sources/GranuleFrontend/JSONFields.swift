@@ -12,7 +12,7 @@ struct JSONFields {
     /// Parses a file; syntax errors point at `file:line:col`.
     static func load(_ path: String) throws(Diagnostic) -> JSONFields {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw Diagnostic("\(path): error: cannot read the file")
+            throw Diagnostic(file: path, "cannot read the file")
         }
         let bytes = [UInt8](data)
         do {
@@ -33,7 +33,7 @@ struct JSONFields {
         case .bool(let flag): got = String(flag)
         default: got = value.kindName
         }
-        return Diagnostic("\(file): error: field '\(field)': expected \(expected), got \(got)")
+        return Diagnostic(file: file, "field '\(field)': expected \(expected), got \(got)")
     }
 
     private func child(_ key: String, _ value: JSON) -> JSONFields {
@@ -54,7 +54,7 @@ struct JSONFields {
 
     func required(_ key: String) throws(Diagnostic) -> JSONFields {
         guard let member = try optional(key) else {
-            throw Diagnostic("\(file): error: missing field '\(field.isEmpty ? key : "\(field).\(key)")'")
+            throw Diagnostic(file: file, "missing field '\(field.isEmpty ? key : "\(field).\(key)")'")
         }
         return member
     }
@@ -64,7 +64,7 @@ struct JSONFields {
         guard let members else { throw failure("an object") }
         for member in members where !allowed.contains(member.key) {
             let name = field.isEmpty ? member.key : "\(field).\(member.key)"
-            throw Diagnostic("\(file): error: unknown field '\(name)' (expected one of: \(allowed.joined(separator: ", ")))")
+            throw Diagnostic(file: file, "unknown field '\(name)' (expected one of: \(allowed.joined(separator: ", ")))")
         }
     }
 

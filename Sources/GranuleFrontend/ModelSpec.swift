@@ -61,7 +61,7 @@ public struct ModelSpec: Sendable, Equatable {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
         let backbonePath = relative.hasPrefix("/") ? relative : directory.appendingPathComponent(relative).standardized.path
         guard FileManager.default.fileExists(atPath: backbonePath) else {
-            throw Diagnostic("\(path): error: field 'backbone': no config file at \(backbonePath)")
+            throw Diagnostic(file: path, "field 'backbone': no config file at \(backbonePath)")
         }
         var backbone = try BackboneConfig.load(path: backbonePath)
         let checkpointVocabSize = backbone.vocabSize
@@ -120,13 +120,13 @@ public struct ModelSpec: Sendable, Equatable {
     private func checkSizes(_ json: JSONFields) throws(Diagnostic) {
         let prompts = pet.promptLength
         if backbone.family == .bart, batch.textLength + prompts > backbone.maxPositions {
-            throw Diagnostic("\(json.file): error: field 'batch.text_length': \(batch.textLength) tokens (+\(prompts) prompts) exceed the backbone's max_position_embeddings \(backbone.maxPositions)")
+            throw Diagnostic(file: json.file, "field 'batch.text_length': \(batch.textLength) tokens (+\(prompts) prompts) exceed the backbone's max_position_embeddings \(backbone.maxPositions)")
         }
         if backbone.family == .bart, batch.targetLength > backbone.maxPositions {
-            throw Diagnostic("\(json.file): error: field 'batch.target_length': \(batch.targetLength) exceeds max_position_embeddings \(backbone.maxPositions)")
+            throw Diagnostic(file: json.file, "field 'batch.target_length': \(batch.targetLength) exceeds max_position_embeddings \(backbone.maxPositions)")
         }
         if let visual, visual.tokensPerImage > backbone.vocabSize {
-            throw Diagnostic("\(json.file): error: field 'visual': \(visual.tokensPerImage) object-order ids need that many vocabulary rows; the backbone has \(backbone.vocabSize)")
+            throw Diagnostic(file: json.file, "field 'visual': \(visual.tokensPerImage) object-order ids need that many vocabulary rows; the backbone has \(backbone.vocabSize)")
         }
     }
 }

@@ -11,7 +11,7 @@ extension Lowering {
     mutating func t5Logits(inputIds: Value, attentionMask: Value, visual: (features: Value, boxes: Value)?, labels: Value) throws(Diagnostic) -> Value {
         let config = spec.backbone
         guard spec.pet.promptLength == 0 else {
-            throw Diagnostic("\(spec.backbonePath): error: prompt tuning is defined for BART backbones only (spec 7.7)")
+            throw Diagnostic(file: spec.backbonePath, "prompt tuning is defined for BART backbones only (spec 7.7)")
         }
         let mask = try encoderMask(attentionMask)
         let encoderOutput = try t5Encoder(inputIds: inputIds, visual: visual, mask: mask)

@@ -17,6 +17,8 @@ public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
 /// `file:line:col: error: message`.
 public struct Diagnostic: Error, Sendable, CustomStringConvertible, Equatable {
     public var location: SourceLocation?
+    /// The file a located-by-field error is about (specs, configs, checkpoints): `file: error: message`.
+    public var file: String?
     public var message: String
 
     public init(_ message: String, at location: SourceLocation? = nil) {
@@ -24,8 +26,14 @@ public struct Diagnostic: Error, Sendable, CustomStringConvertible, Equatable {
         self.location = location
     }
 
+    public init(file: String, _ message: String) {
+        self.message = message
+        self.file = file
+    }
+
     public var description: String {
         if let location { return "\(location): error: \(message)" }
+        if let file { return "\(file): error: \(message)" }
         return "error: \(message)"
     }
 }

@@ -16,7 +16,7 @@ enum FileIO {
     /// The bytes of the file at `path`.
     static func readFile(path: String) throws(Diagnostic) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Diagnostic("\(path): cannot open: \(reason())") }
+        guard fd >= 0 else { throw Diagnostic(file: path, "cannot open: \(reason())") }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var info = stat()
@@ -26,7 +26,7 @@ enum FileIO {
             let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 {
                 if errno == EINTR { continue }
-                throw Diagnostic("\(path): cannot read: \(reason())")
+                throw Diagnostic(file: path, "cannot read: \(reason())")
             }
             if count == 0 { return bytes }
             bytes.append(contentsOf: chunk[0..<count])
@@ -39,7 +39,7 @@ enum FileIO {
     static func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(Diagnostic) {
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Diagnostic("\(path): cannot create \(temporary): \(reason())") }
+        guard fd >= 0 else { throw Diagnostic(file: path, "cannot create \(temporary): \(reason())") }
         var failure: String?
         var written = 0
         while failure == nil, written < bytes.count {
@@ -57,7 +57,7 @@ enum FileIO {
         if failure == nil, rename(temporary, path) != 0 { failure = "cannot rename \(temporary) to \(path): \(reason())" }
         if let failure {
             unlink(temporary)
-            throw Diagnostic("\(path): \(failure)")
+            throw Diagnostic(file: path, "\(failure)")
         }
         syncDirectory(of: path)
     }

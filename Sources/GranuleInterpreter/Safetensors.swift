@@ -81,7 +81,7 @@ public enum Safetensors {
     public static func decodeWithMetadata(_ bytes: [UInt8], path: String) throws(Diagnostic) -> (
         tensors: [(name: String, tensor: Tensor)], metadata: [String: String]
     ) {
-        func failure(_ message: String) -> Diagnostic { Diagnostic("\(path): \(message)") }
+        func failure(_ message: String) -> Diagnostic { Diagnostic(file: path, "\(message)") }
 
         guard bytes.count >= 8 else {
             throw failure("file is \(bytes.count) bytes long, too short for the 8-byte header length")
@@ -314,7 +314,7 @@ public enum Safetensors {
         do {
             bytes = try encode(tensors, metadata: metadata)
         } catch {
-            throw Diagnostic("\(path): \(error.message)")
+            throw Diagnostic(file: path, "\(error.message)")
         }
         try FileIO.writeFileAtomically(bytes, to: path)
     }

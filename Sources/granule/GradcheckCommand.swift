@@ -60,7 +60,10 @@ struct GradcheckCommand: ParsableCommand {
             print("loss \(formatNumber(report.loss))")
             for entry in report.entries {
                 let verdict = entry.relativeError <= tolerance ? "ok" : "FAIL"
-                print("\(verdict) grad.\(entry.parameter): \(entry.checkedElements) elements, norm \(formatNumber(entry.gradientNorm)), relative error \(String(format: "%.2e", entry.relativeError))")
+                let error = entry.isZero
+                    ? "zero gradient (finite differences \(String(format: "%.1e", entry.maxAbsoluteError)))"
+                    : "relative error \(String(format: "%.2e", entry.relativeError))"
+                print("\(verdict) grad.\(entry.parameter): \(entry.checkedElements) elements, norm \(formatNumber(entry.gradientNorm)), \(error)")
             }
             print("worst relative error \(String(format: "%.2e", report.worstRelativeError)) (tolerance \(String(format: "%.0e", tolerance)))")
             if report.worstRelativeError > tolerance { throw ExitCode.failure }

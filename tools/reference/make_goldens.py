@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pet import PETConfig  # noqa: E402
@@ -324,6 +324,33 @@ def check_neutral_pet() -> list[str]:
 # Golden writing
 # ---------------------------------------------------------------------------------------------
 
+_DTYPES = {torch.float32: "F32", torch.int64: "I64"}
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Byte-reproducible safetensors writer: header keys sorted, data in sorted-name order,
+    header padded with spaces to a multiple of 8 (the library's writer orders the metadata
+    map randomly, so its files differ from run to run)."""
+    header: dict = {"__metadata__": dict(sorted(metadata.items()))}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        raw = t.numpy().tobytes()
+        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little"))
+        f.write(h)
+        for raw in chunks:
+            f.write(raw)
+    back = load_file(str(path))                                   # round-trip check
+    assert back.keys() == tensors.keys() and all(torch.equal(back[k], tensors[k]) for k in tensors)
+
+
 def spec_json(case: Case) -> dict:
     d = {"backbone": "config.json", "pet": case.pet.to_json()}
     if case.images is not None:
@@ -371,7 +398,7 @@ def make_case(case: Case, out_dir: Path) -> tuple[int, int, int]:
     (cdir / "spec.json").write_text(json.dumps(spec_json(case), indent=2) + "\n")
     metadata = {"trainable": json.dumps(trainable), "case": case.name, "loss": case.loss,
                 "generator": "tools/reference/make_goldens.py"}
-    save_file(tensors, str(cdir / "golden.safetensors"), metadata=metadata)
+    save_safetensors(tensors, cdir / "golden.safetensors", metadata)
     size = sum(f.stat().st_size for f in cdir.iterdir())
     n_train = sum(params[n].numel() for n in trainable)
     n_total = sum(p.numel() for p in params.values())

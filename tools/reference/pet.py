@@ -8,7 +8,7 @@ parameter names of the Granule contract (see README.md).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

@@ -210,7 +210,7 @@ class VLModel(nn.Module):
     def seq_adapters(self) -> bool:
         return self.pet.method in ("vl-adapter", "compacter")
 
-    def visual_ids(self, B: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def visual_ids(self, B: int) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.visual.tokens_per_image
         n = self.visual.images
         img = torch.arange(n).repeat_interleave(k)

@@ -68,7 +68,7 @@ public enum PETMethod: Sendable, Equatable {
         let d = backbone.dModel
         func divides(_ value: Int, _ field: String, by divisor: Int, _ what: String) throws(Diagnostic) {
             guard value % divisor == 0 else {
-                throw Diagnostic("\(json.file): error: field 'pet.\(field)': \(value) is not divisible by \(what) (\(divisor))")
+                throw Diagnostic(file: json.file, "field 'pet.\(field)': \(value) is not divisible by \(what) (\(divisor))")
             }
         }
         switch method {
@@ -83,7 +83,7 @@ public enum PETMethod: Sendable, Equatable {
             if granularity == .large {
                 gateR = try json.required("gate_r").positiveInt()
             } else if try json.optional("gate_r") != nil {
-                throw Diagnostic("\(json.file): error: field 'pet.gate_r': only VL-PET-large has a gate bottleneck")
+                throw Diagnostic(file: json.file, "field 'pet.gate_r': only VL-PET-large has a gate bottleneck")
             }
             var base = VLPETOptions.Base.adapter
             switch try json.optional("base")?.string(oneOf: ["adapter", "compacter"]) ?? "adapter" {
@@ -92,7 +92,7 @@ public enum PETMethod: Sendable, Equatable {
                 for (value, name) in [(d, "d_model"), (r, "r")] { try divides(value, name == "r" ? "r" : "phm_n", by: n, name == "r" ? "phm_n" : "phm_n (d_model \(d))") }
                 base = .compacter(n: n)
             default:
-                if try json.optional("phm_n") != nil { throw Diagnostic("\(json.file): error: field 'pet.phm_n': only applies with \"base\": \"compacter\"") }
+                if try json.optional("phm_n") != nil { throw Diagnostic(file: json.file, "field 'pet.phm_n': only applies with \"base\": \"compacter\"") }
             }
             let valueR = try json.required("value_r").positiveInt()
             if case .compacter(let n) = base { try divides(valueR, "value_r", by: n, "phm_n") }
