@@ -29,31 +29,43 @@ extension Lowering {
         _ x: Value, keyValue: Value, prefix: String, layout: AttentionLayout, bias: Value?,
         valueHook: ((inout Lowering, Value) throws(Diagnostic) -> Value)? = nil
     ) throws(Diagnostic) -> Value {
-        let config = spec.backbone
-        let (heads, headDim) = (config.heads, config.headDim)
-        let inner = heads * headDim
-        let (batch, queries) = (graph.shape(x)[0], graph.shape(x)[1])
-        let keys = graph.shape(keyValue)[1]
+        let (keys, values) = try projectKeysValues(keyValue, prefix: prefix, layout: layout, valueHook: valueHook)
+        return try attend(x, keys: keys, values: values, prefix: prefix, layout: layout, bias: bias)
+    }
 
-        var q = try projection(x, "\(prefix).\(layout.query)", out: inner, bias: layout.hasBias, role: .query)
-        if let scale = layout.queryScale { q = try graph.builder.mul(q, by: scale) }
+    /// Keys and values split into heads, [B, heads, Tk, headDim] each: what a KV cache holds.
+    mutating func projectKeysValues(
+        _ keyValue: Value, prefix: String, layout: AttentionLayout,
+        valueHook: ((inout Lowering, Value) throws(Diagnostic) -> Value)? = nil
+    ) throws(Diagnostic) -> (keys: Value, values: Value) {
+        let inner = spec.backbone.heads * spec.backbone.headDim
         let k = try projection(keyValue, "\(prefix).\(layout.key)", out: inner, bias: layout.hasBias, role: .key)
         var v = try projection(keyValue, "\(prefix).\(layout.value)", out: inner, bias: layout.hasBias, role: .value)
         if let valueHook { v = try valueHook(&self, v) }
+        return (try splitHeads(k), try splitHeads(v))
+    }
 
-        func splitHeads(_ t: Value, _ length: Int, _ graph: inout ModelGraph) throws(Diagnostic) -> Value {
-            try graph.builder.transpose(try graph.builder.reshape(t, [batch, length, heads, headDim]), [0, 2, 1, 3])
-        }
-        let qh = try splitHeads(q, queries, &graph)
-        let kh = try splitHeads(k, keys, &graph)
-        let vh = try splitHeads(v, keys, &graph)
-        var scores = try graph.builder.matmul(qh, kh, transposeB: true)
+    /// The query side of attention over given keys and values, then the output projection.
+    mutating func attend(_ x: Value, keys: Value, values: Value, prefix: String, layout: AttentionLayout, bias: Value?) throws(Diagnostic) -> Value {
+        let config = spec.backbone
+        let inner = config.heads * config.headDim
+        let (batch, queries) = (graph.shape(x)[0], graph.shape(x)[1])
+        var q = try projection(x, "\(prefix).\(layout.query)", out: inner, bias: layout.hasBias, role: .query)
+        if let scale = layout.queryScale { q = try graph.builder.mul(q, by: scale) }
+        var scores = try graph.builder.matmul(try splitHeads(q), keys, transposeB: true)
         if let bias { scores = try graph.builder.add(scores, bias) }
         var probabilities = try graph.builder.emit(.softmax, [scores], ["axis": .int(3)])
         probabilities = try graph.dropout(probabilities)
-        let context = try graph.builder.matmul(probabilities, vh)
+        let context = try graph.builder.matmul(probabilities, values)
         let merged = try graph.builder.reshape(try graph.builder.transpose(context, [0, 2, 1, 3]), [batch, queries, inner])
         return try projection(merged, "\(prefix).\(layout.output)", out: config.dModel, bias: layout.hasBias, role: .output)
+    }
+
+    /// [B, T, heads·headDim] → [B, heads, T, headDim].
+    mutating func splitHeads(_ t: Value) throws(Diagnostic) -> Value {
+        let (batch, length) = (graph.shape(t)[0], graph.shape(t)[1])
+        let split = try graph.builder.reshape(t, [batch, length, spec.backbone.heads, spec.backbone.headDim])
+        return try graph.builder.transpose(split, [0, 2, 1, 3])
     }
 
     /// A backbone projection `prefix` (`nn.Linear` [out, in]), through the PET method's hook (LoRA).

@@ -12,14 +12,11 @@ extension Lowering {
         let paddingBias = try maskBias(try encoderMask(attentionMask), masked: Lowering.float32Lowest)
         let encoderOutput = try bartEncoder(inputIds: inputIds, visual: visual, bias: paddingBias)
         let decoded = try bartDecoder(try shiftRight(labels), encoderOutput: encoderOutput, crossBias: paddingBias)
-        let shared = try sharedEmbedding()
-        let logits = try graph.builder.matmul(decoded, shared, transposeB: true)
-        let finalBias = try graph.parameter("final_logits_bias", [1, config.vocabSize], origin: .backbone, initializer: .zeros, isBuffer: true)
-        return try graph.builder.add(logits, finalBias)
+        return try bartHead(decoded)
     }
 
     /// Token embeddings (× √d when `scale_embedding`) plus learned positions (index + 2).
-    private mutating func bartEmbed(_ ids: Value, positionsName: String, firstPosition: Int = 0) throws(Diagnostic) -> Value {
+    mutating func bartEmbed(_ ids: Value, positionsName: String, firstPosition: Int = 0) throws(Diagnostic) -> Value {
         let config = spec.backbone
         let length = graph.shape(ids)[1]
         var tokens = try graph.builder.emit(.gather, [try sharedEmbedding(), ids])
@@ -30,7 +27,7 @@ extension Lowering {
         return try graph.builder.add(tokens, positions)
     }
 
-    private mutating func bartEncoder(inputIds: Value, visual: (features: Value, boxes: Value)?, bias: Value) throws(Diagnostic) -> Value {
+    mutating func bartEncoder(inputIds: Value, visual: (features: Value, boxes: Value)?, bias: Value) throws(Diagnostic) -> Value {
         let config = spec.backbone
         let pet = self.pet
         var text = try bartEmbed(inputIds, positionsName: "model.encoder.embed_positions.weight")
@@ -66,40 +63,56 @@ extension Lowering {
     }
 
     /// fc2(dropout(gelu(fc1 x))).
-    private mutating func bartFeedForward(_ x: Value, prefix: String) throws(Diagnostic) -> Value {
+    mutating func bartFeedForward(_ x: Value, prefix: String) throws(Diagnostic) -> Value {
         let config = spec.backbone
         let hidden = try projection(x, "\(prefix).fc1", out: config.ffnDim, bias: true, role: .output)
         let activated = try graph.dropout(try graph.gelu(hidden, approx: "erf"))
         return try projection(activated, "\(prefix).fc2", out: config.dModel, bias: true, role: .output)
     }
 
-    private mutating func bartDecoder(_ decoderIds: Value, encoderOutput: Value, crossBias: Value) throws(Diagnostic) -> Value {
+    mutating func bartDecoder(_ decoderIds: Value, encoderOutput: Value, crossBias: Value) throws(Diagnostic) -> Value {
         let config = spec.backbone
-        let pet = self.pet
         let length = graph.shape(decoderIds)[1]
         var hidden = try bartEmbed(decoderIds, positionsName: "model.decoder.embed_positions.weight")
         hidden = try graph.layerNorm(hidden, "model.decoder.layernorm_embedding", eps: config.layerNormEps, origin: .backbone)
         hidden = try graph.dropout(hidden)
         let causal = try causalBias(length, masked: Lowering.float32Lowest)
         for layer in 0..<config.decoderLayers {
-            let prefix = "model.decoder.layers.\(layer)"
-            let selfAttended = try attention(hidden, keyValue: hidden, prefix: "\(prefix).self_attn", layout: .bart(headDim: config.headDim), bias: causal)
-            let selfBranch = try pet.decoderBranch(&self, sublayer: .selfAttention, layer: layer, modulePrefix: prefix + ".", h: selfAttended)
-            hidden = try graph.layerNorm(try graph.builder.add(hidden, try graph.dropout(selfBranch)), "\(prefix).self_attn_layer_norm", eps: config.layerNormEps, origin: .backbone)
-
-            let crossAttended = try attention(
-                hidden, keyValue: encoderOutput, prefix: "\(prefix).encoder_attn", layout: .bart(headDim: config.headDim), bias: crossBias,
-                valueHook: { lowering, value throws(Diagnostic) in
-                    try lowering.pet.crossAttentionValue(&lowering, layer: layer, encoderOutput: encoderOutput, value: value)
-                })
-            let crossBranch = try pet.decoderBranch(&self, sublayer: .crossAttention, layer: layer, modulePrefix: prefix + ".", h: crossAttended)
-            hidden = try graph.layerNorm(try graph.builder.add(hidden, try graph.dropout(crossBranch)), "\(prefix).encoder_attn_layer_norm", eps: config.layerNormEps, origin: .backbone)
-
-            let ffn = try bartFeedForward(hidden, prefix: prefix)
-            let ffnBranch = try pet.decoderBranch(&self, sublayer: .feedForward, layer: layer, modulePrefix: prefix + ".", h: ffn)
-            hidden = try graph.layerNorm(try graph.builder.add(hidden, try graph.dropout(ffnBranch)), "\(prefix).final_layer_norm", eps: config.layerNormEps, origin: .backbone)
+            let cross = try crossKeysValues(encoderOutput, layer: layer)
+            hidden = try bartDecoderLayer(hidden, layer: layer, selfBias: causal, cache: nil, cross: cross, crossBias: crossBias).hidden
         }
         return hidden
+    }
+
+    /// One post-LN decoder layer. Without a cache the self-attention attends over `x` itself;
+    /// with one, `x` is one position whose keys and values are written into the cache at `step`.
+    mutating func bartDecoderLayer(
+        _ x: Value, layer: Int, selfBias: Value, cache: KVCache?, cross: (keys: Value, values: Value), crossBias: Value
+    ) throws(Diagnostic) -> (hidden: Value, cache: KVCache?) {
+        let config = spec.backbone
+        let pet = self.pet
+        let prefix = "model.decoder.layers.\(layer)"
+        let layout = AttentionLayout.bart(headDim: config.headDim)
+        let (keys, values, updated) = try selfKeysValues(x, prefix: "\(prefix).self_attn", layout: layout, cache: cache)
+        let selfAttended = try attend(x, keys: keys, values: values, prefix: "\(prefix).self_attn", layout: layout, bias: selfBias)
+        let selfBranch = try pet.decoderBranch(&self, sublayer: .selfAttention, layer: layer, modulePrefix: prefix + ".", h: selfAttended)
+        var hidden = try graph.layerNorm(try graph.builder.add(x, try graph.dropout(selfBranch)), "\(prefix).self_attn_layer_norm", eps: config.layerNormEps, origin: .backbone)
+
+        let crossAttended = try attend(hidden, keys: cross.keys, values: cross.values, prefix: "\(prefix).encoder_attn", layout: layout, bias: crossBias)
+        let crossBranch = try pet.decoderBranch(&self, sublayer: .crossAttention, layer: layer, modulePrefix: prefix + ".", h: crossAttended)
+        hidden = try graph.layerNorm(try graph.builder.add(hidden, try graph.dropout(crossBranch)), "\(prefix).encoder_attn_layer_norm", eps: config.layerNormEps, origin: .backbone)
+
+        let ffn = try bartFeedForward(hidden, prefix: prefix)
+        let ffnBranch = try pet.decoderBranch(&self, sublayer: .feedForward, layer: layer, modulePrefix: prefix + ".", h: ffn)
+        hidden = try graph.layerNorm(try graph.builder.add(hidden, try graph.dropout(ffnBranch)), "\(prefix).final_layer_norm", eps: config.layerNormEps, origin: .backbone)
+        return (hidden, updated)
+    }
+
+    /// Tied LM head plus `final_logits_bias`.
+    mutating func bartHead(_ decoded: Value) throws(Diagnostic) -> Value {
+        let logits = try graph.builder.matmul(decoded, try sharedEmbedding(), transposeB: true)
+        let finalBias = try graph.parameter("final_logits_bias", [1, spec.backbone.vocabSize], origin: .backbone, initializer: .zeros, isBuffer: true)
+        return try graph.builder.add(logits, finalBias)
     }
 
     /// [1, 1, T, T]: 0 on and below the diagonal, `masked` above it.

@@ -7,7 +7,7 @@ public struct LoweredModel: Sendable {
 }
 
 /// Lowers a model spec to IR: `@loss(inputs..., weights...) -> (loss, logits)` computing the
-/// training loss with teacher forcing.
+/// training loss with teacher forcing, and the generation graphs `@encode` and `@decode_step`.
 ///
 /// The backbone (Bart.swift, T5.swift) calls the PET method's hooks at the points where the
 /// method inserts modules; the method then decides which parameters train. Parameters are IR
@@ -18,16 +18,19 @@ public struct Lowering {
     var graph: ModelGraph
     let pet: PETLowering
 
-    public static func lower(_ spec: ModelSpec, dropout: Double? = nil) throws(Diagnostic) -> LoweredModel {
+    /// `@loss`, then (with `generation`) `@encode` and `@decode_step` (Generation.swift).
+    public static func lower(_ spec: ModelSpec, dropout: Double? = nil, generation: Bool = true) throws(Diagnostic) -> LoweredModel {
         var lowering = Lowering(spec: spec, graph: ModelGraph(name: "loss", dropoutRate: dropout ?? spec.dropout), pet: PETLowering(spec: spec))
         try lowering.lowerLoss()
-        return lowering.finish()
+        var model = lowering.finish()
+        if generation { model.module.functions += try generationFunctions(spec) }
+        return model
     }
 
     /// Parameters' initial values for `granule init` and counts for `granule params`, without
     /// keeping the graph.
     public static func parameters(_ spec: ModelSpec) throws(Diagnostic) -> [ModelParameter] {
-        try lower(spec, dropout: 0).parameters
+        try lower(spec, dropout: 0, generation: false).parameters
     }
 
     mutating func lowerLoss() throws(Diagnostic) {

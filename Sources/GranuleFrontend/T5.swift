@@ -16,15 +16,10 @@ extension Lowering {
         let mask = try encoderMask(attentionMask)
         let encoderOutput = try t5Encoder(inputIds: inputIds, visual: visual, mask: mask)
         let decoded = try t5Decoder(try shiftRight(labels), encoderOutput: encoderOutput, crossBias: try maskBias(mask, masked: Lowering.t5CrossMask))
-        if config.tiedEmbeddings {
-            let scaled = try graph.builder.mul(decoded, by: 1 / Double(config.dModel).squareRoot())
-            return try graph.builder.matmul(scaled, try sharedEmbedding(), transposeB: true)
-        }
-        let head = try graph.parameter("lm_head.weight", [config.vocabSize, config.dModel], origin: .backbone, initializer: .normal(std: 1))
-        return try graph.builder.matmul(decoded, head, transposeB: true)
+        return try t5Head(decoded)
     }
 
-    private mutating func t5Encoder(inputIds: Value, visual: (features: Value, boxes: Value)?, mask: Value) throws(Diagnostic) -> Value {
+    mutating func t5Encoder(inputIds: Value, visual: (features: Value, boxes: Value)?, mask: Value) throws(Diagnostic) -> Value {
         let config = spec.backbone
         let pet = self.pet
         let textLength = spec.batch.textLength
@@ -40,7 +35,8 @@ extension Lowering {
         // plus the padding mask; computed once, shared by every layer.
         let buckets = RelativePosition.buckets(
             queries: textLength, keys: textLength, bidirectional: true, buckets: config.relativeBuckets, maxDistance: config.relativeMaxDistance)
-        var positionBias = try relativeBias(buckets, size: textLength, table: "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+        var positionBias = try relativeBias(
+            try graph.constant(buckets, TensorType(.i64, [textLength, textLength])), table: "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
         if length > textLength {
             let extra = length - textLength
             positionBias = try graph.builder.emit(.pad, [positionBias], ["low": .ints([0, 0, 0, 0]), "high": .ints([0, 0, extra, extra])])
@@ -62,43 +58,66 @@ extension Lowering {
         return try graph.dropout(try graph.rmsNorm(hidden, "encoder.final_layer_norm", eps: config.layerNormEps, origin: .backbone))
     }
 
-    private mutating func t5Decoder(_ decoderIds: Value, encoderOutput: Value, crossBias: Value) throws(Diagnostic) -> Value {
+    mutating func t5Decoder(_ decoderIds: Value, encoderOutput: Value, crossBias: Value) throws(Diagnostic) -> Value {
         let config = spec.backbone
-        let pet = self.pet
         let length = graph.shape(decoderIds)[1]
         var hidden = try graph.dropout(try graph.builder.emit(.gather, [try sharedEmbedding(), decoderIds]))
         let buckets = RelativePosition.buckets(
             queries: length, keys: length, bidirectional: false, buckets: config.relativeBuckets, maxDistance: config.relativeMaxDistance)
-        let positionBias = try relativeBias(buckets, size: length, table: "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+        let positionBias = try relativeBias(try graph.constant(buckets, TensorType(.i64, [length, length])), table: Lowering.t5DecoderBiasTable)
         let selfBias = try graph.builder.add(positionBias, try causalBias(length, masked: Lowering.t5SelfMask))
-
         for layer in 0..<config.decoderLayers {
-            let selfPrefix = "decoder.block.\(layer).layer.0"
-            let normalized = try graph.rmsNorm(hidden, "\(selfPrefix).layer_norm", eps: config.layerNormEps, origin: .backbone)
-            let selfAttended = try attention(normalized, keyValue: normalized, prefix: "\(selfPrefix).SelfAttention", layout: .t5, bias: selfBias)
-            let selfBranch = try pet.decoderBranch(&self, sublayer: .selfAttention, layer: layer, modulePrefix: selfPrefix + ".", h: selfAttended)
-            hidden = try graph.builder.add(hidden, try graph.dropout(selfBranch))
-
-            let crossPrefix = "decoder.block.\(layer).layer.1"
-            let crossInput = try graph.rmsNorm(hidden, "\(crossPrefix).layer_norm", eps: config.layerNormEps, origin: .backbone)
-            let crossAttended = try attention(
-                crossInput, keyValue: encoderOutput, prefix: "\(crossPrefix).EncDecAttention", layout: .t5, bias: crossBias,
-                valueHook: { lowering, value throws(Diagnostic) in
-                    try lowering.pet.crossAttentionValue(&lowering, layer: layer, encoderOutput: encoderOutput, value: value)
-                })
-            let crossBranch = try pet.decoderBranch(&self, sublayer: .crossAttention, layer: layer, modulePrefix: crossPrefix + ".", h: crossAttended)
-            hidden = try graph.builder.add(hidden, try graph.dropout(crossBranch))
-
-            let ffnPrefix = "decoder.block.\(layer).layer.2"
-            let ffn = try t5FeedForward(try graph.rmsNorm(hidden, "\(ffnPrefix).layer_norm", eps: config.layerNormEps, origin: .backbone), prefix: ffnPrefix)
-            let ffnBranch = try pet.decoderBranch(&self, sublayer: .feedForward, layer: layer, modulePrefix: ffnPrefix + ".", h: ffn)
-            hidden = try graph.builder.add(hidden, try graph.dropout(ffnBranch))
+            let cross = try crossKeysValues(encoderOutput, layer: layer)
+            hidden = try t5DecoderLayer(hidden, layer: layer, selfBias: selfBias, cache: nil, cross: cross, crossBias: crossBias).hidden
         }
-        return try graph.dropout(try graph.rmsNorm(hidden, "decoder.final_layer_norm", eps: config.layerNormEps, origin: .backbone))
+        return try t5DecoderOutput(hidden)
+    }
+
+    static let t5DecoderBiasTable = "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+
+    /// One pre-norm decoder block (see `bartDecoderLayer` for the cache).
+    mutating func t5DecoderLayer(
+        _ x: Value, layer: Int, selfBias: Value, cache: KVCache?, cross: (keys: Value, values: Value), crossBias: Value
+    ) throws(Diagnostic) -> (hidden: Value, cache: KVCache?) {
+        let config = spec.backbone
+        let pet = self.pet
+        let selfPrefix = "decoder.block.\(layer).layer.0"
+        let normalized = try graph.rmsNorm(x, "\(selfPrefix).layer_norm", eps: config.layerNormEps, origin: .backbone)
+        let (keys, values, updated) = try selfKeysValues(normalized, prefix: "\(selfPrefix).SelfAttention", layout: .t5, cache: cache)
+        let selfAttended = try attend(normalized, keys: keys, values: values, prefix: "\(selfPrefix).SelfAttention", layout: .t5, bias: selfBias)
+        let selfBranch = try pet.decoderBranch(&self, sublayer: .selfAttention, layer: layer, modulePrefix: selfPrefix + ".", h: selfAttended)
+        var hidden = try graph.builder.add(x, try graph.dropout(selfBranch))
+
+        let crossPrefix = "decoder.block.\(layer).layer.1"
+        let crossInput = try graph.rmsNorm(hidden, "\(crossPrefix).layer_norm", eps: config.layerNormEps, origin: .backbone)
+        let crossAttended = try attend(crossInput, keys: cross.keys, values: cross.values, prefix: "\(crossPrefix).EncDecAttention", layout: .t5, bias: crossBias)
+        let crossBranch = try pet.decoderBranch(&self, sublayer: .crossAttention, layer: layer, modulePrefix: crossPrefix + ".", h: crossAttended)
+        hidden = try graph.builder.add(hidden, try graph.dropout(crossBranch))
+
+        let ffnPrefix = "decoder.block.\(layer).layer.2"
+        let ffn = try t5FeedForward(try graph.rmsNorm(hidden, "\(ffnPrefix).layer_norm", eps: config.layerNormEps, origin: .backbone), prefix: ffnPrefix)
+        let ffnBranch = try pet.decoderBranch(&self, sublayer: .feedForward, layer: layer, modulePrefix: ffnPrefix + ".", h: ffn)
+        hidden = try graph.builder.add(hidden, try graph.dropout(ffnBranch))
+        return (hidden, updated)
+    }
+
+    mutating func t5DecoderOutput(_ hidden: Value) throws(Diagnostic) -> Value {
+        try graph.dropout(try graph.rmsNorm(hidden, "decoder.final_layer_norm", eps: spec.backbone.layerNormEps, origin: .backbone))
+    }
+
+    /// The LM head: tied and scaled by d^-1/2, or an untied `lm_head` (T5 v1.1).
+    mutating func t5Head(_ decoded: Value) throws(Diagnostic) -> Value {
+        let config = spec.backbone
+        if config.tiedEmbeddings {
+            let scaled = try graph.builder.mul(decoded, by: 1 / Double(config.dModel).squareRoot())
+            return try graph.builder.matmul(scaled, try sharedEmbedding(), transposeB: true)
+        }
+        let head = try graph.parameter("lm_head.weight", [config.vocabSize, config.dModel], origin: .backbone, initializer: .normal(std: 1))
+        return try graph.builder.matmul(decoded, head, transposeB: true)
     }
 
     /// `wo(dropout(relu(wi x)))`, or `wo(dropout(gelu_tanh(wi_0 x) ⊙ wi_1 x))` for gated-GELU.
-    private mutating func t5FeedForward(_ x: Value, prefix: String) throws(Diagnostic) -> Value {
+    mutating func t5FeedForward(_ x: Value, prefix: String) throws(Diagnostic) -> Value {
         let config = spec.backbone
         let dense = "\(prefix).DenseReluDense"
         let activated: Value
@@ -112,14 +131,14 @@ extension Lowering {
         return try projection(try graph.dropout(activated), "\(dense).wo", out: config.dModel, bias: false, role: .output)
     }
 
-    /// [1, heads, size, size] from a bucket table [size·size] and layer 0's bias embedding.
-    private mutating func relativeBias(_ buckets: [Int64], size: Int, table: String) throws(Diagnostic) -> Value {
+    /// [1, heads, queries, keys] from bucket ids [queries, keys] and layer 0's bias embedding.
+    mutating func relativeBias(_ buckets: Value, table: String) throws(Diagnostic) -> Value {
         let config = spec.backbone
+        let (queries, keys) = (graph.shape(buckets)[0], graph.shape(buckets)[1])
         let weights = try graph.parameter(table, [config.relativeBuckets, config.heads], origin: .backbone,
             initializer: .normal(std: 1 / Double(config.dModel).squareRoot()))
-        let indices = try graph.constant(buckets, TensorType(.i64, [size, size]))
-        let gathered = try graph.builder.emit(.gather, [weights, indices])
+        let gathered = try graph.builder.emit(.gather, [weights, buckets])
         let perHead = try graph.builder.transpose(gathered, [2, 0, 1])
-        return try graph.builder.reshape(perHead, [1, config.heads, size, size])
+        return try graph.builder.reshape(perHead, [1, config.heads, queries, keys])
     }
 }
