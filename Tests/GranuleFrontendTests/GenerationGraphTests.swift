@@ -10,6 +10,7 @@ let generationCases: [LoweringCase] = [
     LoweringCase(name: "bart lora", config: SpecDirectory.tinyBart, pet: #"{"method": "lora", "r": 2, "alpha": 1.0}"#),
     LoweringCase(name: "bart prompt-tuning", config: SpecDirectory.tinyBart, pet: #"{"method": "prompt-tuning", "length": 2, "mid_dim": 3}"#),
     LoweringCase(name: "bart compacter+G", config: SpecDirectory.tinyBart, pet: #"{"method": "vl-pet", "granularity": "large", "r": 4, "gate_r": 2, "value_r": 2, "base": "compacter", "phm_n": 2}"#),
+    LoweringCase(name: "bart lora+G small", config: SpecDirectory.tinyBart, pet: #"{"method": "vl-pet", "granularity": "small", "r": 2, "base": "lora", "alpha": 1.0}"#),
     LoweringCase(name: "t5 vl-pet-large", config: SpecDirectory.tinyT5, pet: vlpetLarge),
     LoweringCase(name: "t5 v1.1 vl-adapter", config: SpecDirectory.tinyT5v11, pet: #"{"method": "vl-adapter", "r": 2}"#),
 ]

@@ -23,6 +23,8 @@ let loweringCases: [LoweringCase] = [
     LoweringCase(name: "bart vl-pet-small", config: SpecDirectory.tinyBart, pet: #"{"method": "vl-pet", "granularity": "small", "r": 4, "heads": 2, "value_r": 2}"#, loss: "score_weighted"),
     LoweringCase(name: "bart vl-pet-large text-only", config: SpecDirectory.tinyBart, pet: vlpetLarge, visual: false),
     LoweringCase(name: "bart compacter+G", config: SpecDirectory.tinyBart, pet: #"{"method": "vl-pet", "granularity": "large", "r": 4, "gate_r": 2, "value_r": 2, "base": "compacter", "phm_n": 2}"#),
+    LoweringCase(name: "bart lora+G middlex", config: SpecDirectory.tinyBart, pet: #"{"method": "vl-pet", "granularity": "middlex", "r": 2, "base": "lora", "alpha": 1.0}"#),
+    LoweringCase(name: "t5 lora+G large", config: SpecDirectory.tinyT5, pet: #"{"method": "vl-pet", "granularity": "large", "r": 2, "gate_r": 2, "base": "lora", "alpha": 1.0}"#),
     LoweringCase(name: "bart vl-adapter", config: SpecDirectory.tinyBart, pet: #"{"method": "vl-adapter", "r": 2}"#),
     LoweringCase(name: "bart lora", config: SpecDirectory.tinyBart, pet: #"{"method": "lora", "r": 2, "alpha": 1.0}"#),
     LoweringCase(name: "bart compacter", config: SpecDirectory.tinyBart, pet: #"{"method": "compacter", "r": 2, "phm_n": 2}"#),

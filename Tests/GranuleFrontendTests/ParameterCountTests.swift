@@ -16,6 +16,11 @@ import Testing
     ("bart-base-lora", 8_786_688, 148_234_752, "5.93"),
     ("bart-base-prompt-tuning", 2_843_936, 142_417_952, "2.00"),
     ("bart-base-compacter", 3_870_240, 143_395_104, "2.70"),
+    // Table 9: VL-PET designs on Compacter.
+    ("bart-base-compacter-g-small", 2_964_204, 142_518_252, "2.08"),
+    ("bart-base-compacter-g-middlex", 2_954_988, 142_509_036, "2.07"),
+    ("bart-base-compacter-g-middley", 2_954_976, 142_509_024, "2.07"),
+    ("bart-base-compacter-g-large", 4_725_600, 144_279_648, "3.28"),
 ])
 func paperParameterCounts(_ name: String, _ trainable: Int, _ total: Int, _ percent: String) throws {
     let spec = try ModelSpec.load(path: examplePath("examples/specs/\(name).json"))

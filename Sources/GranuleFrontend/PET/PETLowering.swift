@@ -54,10 +54,20 @@ struct PETLowering: Sendable {
     func adjustProjection(
         _ lowering: inout Lowering, prefix: String, role: ProjectionRole, input: Value, output: Value
     ) throws(Diagnostic) -> Value {
-        guard case .lora(let r, let alpha) = spec.pet, role == .query || role == .value, prefix.contains("ttention") || prefix.contains("attn") else {
+        let isAttention = prefix.contains("ttention") || prefix.contains("attn")
+        switch spec.pet {
+        case .lora(let r, let alpha) where isAttention && (role == .query || role == .value):
+            return try loraUpdate(&lowering, prefix: prefix, r: r, alpha: alpha, input: input, output: output)
+        case .vlpet(let options):
+            // LoRA + G: q and v of encoder self-attention, v of decoder cross-attention.
+            guard case .lora(let alpha) = options.base else { return output }
+            let encoderSelf = prefix.hasPrefix("model.encoder.") || prefix.hasPrefix("encoder.")
+            let decoderCross = prefix.hasSuffix("encoder_attn") || prefix.hasSuffix("EncDecAttention")
+            guard isAttention, (encoderSelf && (role == .query || role == .value)) || (decoderCross && role == .value) else { return output }
+            return try loraUpdate(&lowering, prefix: prefix, r: options.r, alpha: alpha, input: input, output: output)
+        default:
             return output
         }
-        return try loraUpdate(&lowering, prefix: prefix, r: r, alpha: alpha, input: input, output: output)
     }
 
     /// Whether a parameter trains under this method (spec 2 and 7; the official code's name rules).

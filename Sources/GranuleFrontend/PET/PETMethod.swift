@@ -20,10 +20,13 @@ public enum PETMethod: Sendable, Equatable {
 
     public struct VLPETOptions: Sendable, Equatable {
         public enum Granularity: String, Sendable, CaseIterable { case small, middlex, middley, large }
-        /// What ΔH is: VL-PET's multi-head adapter, or a Compacter PHM adapter (Table 9).
+        /// What ΔH is: VL-PET's multi-head adapter, a Compacter PHM adapter (Table 9), or LoRA
+        /// (rank r on the encoder's self-attention q and v, ΔH = 0, and LoRA on the decoder
+        /// cross-attention's v as the value-path module: Granule's reading of spec 7.8 for LoRA).
         public enum Base: Sendable, Equatable {
             case adapter
             case compacter(n: Int)
+            case lora(alpha: Double)
         }
 
         public var granularity: Granularity
@@ -52,6 +55,7 @@ public enum PETMethod: Sendable, Equatable {
             switch options.base {
             case .adapter: "vl-pet-\(options.granularity.rawValue)"
             case .compacter: "compacter+g-\(options.granularity.rawValue)"
+            case .lora: "lora+g-\(options.granularity.rawValue)"
             }
         case .vlAdapter: "vl-adapter"
         case .lora: "lora"
@@ -73,7 +77,7 @@ public enum PETMethod: Sendable, Equatable {
         }
         switch method {
         case "vl-pet":
-            try json.onlyKeys(["method", "granularity", "r", "heads", "gate_r", "scale", "value_r", "base", "phm_n", "zero_init"])
+            try json.onlyKeys(["method", "granularity", "r", "heads", "gate_r", "scale", "value_r", "base", "phm_n", "alpha", "zero_init"])
             let granularity = VLPETOptions.Granularity(
                 rawValue: try json.required("granularity").string(oneOf: VLPETOptions.Granularity.allCases.map(\.rawValue)))!
             let r = try json.required("r").positiveInt()
@@ -86,7 +90,13 @@ public enum PETMethod: Sendable, Equatable {
                 throw Diagnostic(file: json.file, "field 'pet.gate_r': only VL-PET-large has a gate bottleneck")
             }
             var base = VLPETOptions.Base.adapter
-            switch try json.optional("base")?.string(oneOf: ["adapter", "compacter"]) ?? "adapter" {
+            let baseName = try json.optional("base")?.string(oneOf: ["adapter", "compacter", "lora"]) ?? "adapter"
+            if baseName != "lora", try json.optional("alpha") != nil {
+                throw Diagnostic(file: json.file, "field 'pet.alpha': only applies with \"base\": \"lora\"")
+            }
+            switch baseName {
+            case "lora":
+                base = .lora(alpha: try json.required("alpha").double())
             case "compacter":
                 let n = try json.required("phm_n").positiveInt()
                 for (value, name) in [(d, "d_model"), (r, "r")] { try divides(value, name == "r" ? "r" : "phm_n", by: n, name == "r" ? "phm_n" : "phm_n (d_model \(d))") }
@@ -94,7 +104,8 @@ public enum PETMethod: Sendable, Equatable {
             default:
                 if try json.optional("phm_n") != nil { throw Diagnostic(file: json.file, "field 'pet.phm_n': only applies with \"base\": \"compacter\"") }
             }
-            let valueR = try json.required("value_r").positiveInt()
+            // LoRA's value-path module is its rank-r update of v: no separate bottleneck.
+            let valueR = baseName == "lora" ? try json.optional("value_r")?.positiveInt() ?? r : try json.required("value_r").positiveInt()
             if case .compacter(let n) = base { try divides(valueR, "value_r", by: n, "phm_n") }
             return .vlpet(VLPETOptions(
                 granularity: granularity, r: r, heads: heads, gateR: gateR,

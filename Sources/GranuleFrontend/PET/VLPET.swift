@@ -27,6 +27,8 @@ extension PETLowering {
             adapted = try lowering.graph.builder.add(h, up)
         case .compacter(let n):
             adapted = try adapterBranch(&lowering, kind: .phm(n: n), r: options.r, prefix: "\(modulePrefix)\(s)_adapter", h: h, zeroUp: zeroInit)
+        case .lora:
+            adapted = h  // LoRA acts inside the attention's projections (adjustProjection).
         }
 
         let gatePrefix = "\(modulePrefix)encoder_\(s)_adapter_gating"
@@ -69,7 +71,11 @@ extension PETLowering {
             ? "model.decoder.layers.\(layer).encoder_attn.attn_value_parallel_adapter.adapters.shared"
             : "decoder.block.\(layer).layer.1.EncDecAttention.attn_value_parallel_adapter.adapters.shared"
         let kind: AdapterKind
-        if case .compacter(let n) = options.base { kind = .phm(n: n) } else { kind = .plain }
+        switch options.base {
+        case .adapter: kind = .plain
+        case .compacter(let n): kind = .phm(n: n)
+        case .lora: return value  // the value-path module is LoRA on v (adjustProjection)
+        }
         let down = try adapterProjection(&lowering, kind: kind, encoderOutput, "\(prefix).down_sampler", out: options.valueR, zero: false)
         let activated = try lowering.graph.gelu(down, approx: "tanh")
         let up = try adapterProjection(&lowering, kind: kind, activated, "\(prefix).up_sampler", out: lowering.graph.shape(value).last!, zero: options.zeroInit)
