@@ -106,7 +106,7 @@ class Report:
         lines = [f"family: {self.family}; {self.input_count} tensors in, {self.output_count} out"]
         lines += [f"  note: {note}" for note in self.notes]
         heads = sorted({entry.rsplit("(", 1)[1].rstrip(")") for entry in self.stacked})
-        lines.append(f"  stacked: {len(self.stacked)} multi-head down projections ({', '.join(heads) or '-'})")
+        lines.append(f"  stacked: {len(self.stacked)} tensors from per-head down projections ({', '.join(heads) or '-'} each)")
         lines.append(f"  renamed: {len(self.renamed)}")
         for old, new in self.renamed[:3]:
             lines.append(f"    {old} -> {new}")
@@ -148,9 +148,11 @@ def load_checkpoint(path: str, trust_pickle: bool, report: Report) -> dict[str, 
         return load_file(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except OSError as error:
+        raise ConversionError(f"cannot read the file: {error.strerror or error}") from error
     except Exception as error:  # noqa: BLE001 - torch raises many kinds
-        hint = "" if trust_pickle else " (if the file holds more than tensors and you trust it, add --trust-pickle)"
-        raise ConversionError(f"{path}: cannot load: {error}{hint}") from error
+        hint = "" if trust_pickle else " (if the file holds objects besides tensors and you trust it, add --trust-pickle)"
+        raise ConversionError(f"cannot load: {error}{hint}") from error
     return unwrap(obj, report)
 
 

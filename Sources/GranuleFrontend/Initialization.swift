@@ -34,7 +34,7 @@ public enum Initialization {
                 if stored.type.shape == parameter.shape {
                     fresh = stored.floats.map { Double(Float($0)) }
                     report.loaded += 1
-                } else if let resized = keepRows(stored, into: fresh, shape: parameter.shape) {
+                } else if let axis = vocabularyAxis(parameter.name), let resized = keepRows(stored, into: fresh, shape: parameter.shape, axis: axis) {
                     fresh = resized
                     report.resized.append("\(parameter.name) \(stored.type.shape) -> \(parameter.shape)")
                     report.loaded += 1
@@ -52,20 +52,39 @@ public enum Initialization {
         return (result, report)
     }
 
-    /// Hugging Face checkpoints of BART may or may not carry the `model.` prefix.
+    /// Hugging Face checkpoints of BART may or may not carry the `model.` prefix, and their
+    /// safetensors files may keep only one tied copy of the token embedding (e.g. just
+    /// `model.decoder.embed_tokens.weight`, with the other names as metadata aliases).
     private static func lookup(_ name: String, in tensors: [String: Tensor]) -> (String, Tensor)? {
-        let candidates = [name, name.hasPrefix("model.") ? String(name.dropFirst("model.".count)) : "model." + name]
-        for candidate in candidates { if let tensor = tensors[candidate] { return (candidate, tensor) } }
+        var names = [name]
+        if name == "model.shared.weight" || name == "shared.weight" {
+            let prefix = name == "shared.weight" ? "" : "model."
+            names += [prefix + "encoder.embed_tokens.weight", prefix + "decoder.embed_tokens.weight"]
+        }
+        for base in names {
+            let candidates = [base, base.hasPrefix("model.") ? String(base.dropFirst("model.".count)) : "model." + base]
+            for candidate in candidates { if let tensor = tensors[candidate] { return (candidate, tensor) } }
+        }
         return nil
     }
 
-    /// A tensor with fewer leading rows than needed (a vocabulary before resizing; BART's
-    /// `final_logits_bias` resizes its last axis): copy what exists, keep fresh values elsewhere.
-    private static func keepRows(_ stored: Tensor, into fresh: [Double], shape: [Int]) -> [Double]? {
+    /// The vocabulary axis of the tensors that `resize_vocab` grows (token embedding and LM head
+    /// rows; BART's `final_logits_bias` [1, V]); no other tensor may come from the base shorter.
+    private static func vocabularyAxis(_ name: String) -> Int? {
+        switch name {
+        case "model.shared.weight", "shared.weight", "lm_head.weight": 0
+        case "final_logits_bias": 1
+        default: nil
+        }
+    }
+
+    /// A tensor with fewer entries along `axis` than needed (a vocabulary before resizing): copy
+    /// what exists, keep fresh values elsewhere.
+    private static func keepRows(_ stored: Tensor, into fresh: [Double], shape: [Int], axis: Int) -> [Double]? {
         let old = stored.type.shape
-        guard old.count == shape.count, !shape.isEmpty else { return nil }
+        guard old.count == shape.count, shape.indices.contains(axis) else { return nil }
         let differing = (0..<shape.count).filter { old[$0] != shape[$0] }
-        guard differing.count == 1, let axis = differing.first, old[axis] < shape[axis] else { return nil }
+        guard differing == [axis], old[axis] < shape[axis] else { return nil }
         let inner = shape[(axis + 1)...].reduce(1, *)
         let outer = shape[..<axis].reduce(1, *)
         var result = fresh
