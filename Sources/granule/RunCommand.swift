@@ -3,6 +3,7 @@ import Foundation
 import GranuleCheck
 import GranuleIR
 import GranuleInterpreter
+import GranuleJIT
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -34,8 +35,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Write the inputs actually used (given and random) to this .safetensors file.")
     var saveInputs: String?
 
-    @Flag(help: "Evaluate f32 ops in float64 (no rounding), as gradient checks do.")
+    @Flag(help: "Evaluate f32 ops in float64 (no rounding), as gradient checks do (interpreter only).")
     var float64 = false
+
+    @Option(help: "interpreter (the reference semantics) or llvm (compiled kernels, run in-process by the JIT).")
+    var backend: String = "interpreter"
 
     func run() throws {
         do {
@@ -52,8 +56,15 @@ struct RunCommand: ParsableCommand {
                 }
                 try Safetensors.write(ordered, to: saveInputs)
             }
-            let interpreter = Interpreter(precision: float64 ? .float64 : .float32)
-            let results = try interpreter.run(function, inputs: values)
+            let results: [(name: String, tensor: Tensor)]
+            switch backend {
+            case "interpreter":
+                results = try Interpreter(precision: float64 ? .float64 : .float32).run(function, inputs: values)
+            case "llvm":
+                results = try JITProgram(module: Module(functions: [function])).run(function.name, inputs: values)
+            default:
+                throw CommandFailure("error: unknown backend '\(backend)' (expected interpreter or llvm)")
+            }
             for (name, tensor) in results { print(summary(name, tensor)) }
             if let output { try Safetensors.write(results, to: output) }
         } catch let failure as CommandFailure {

@@ -1,0 +1,60 @@
+/*
+ * test.h: a tiny assert framework for the runtime's tests.
+ *
+ *   static void test_something(void) { CHECK(1 + 1 == 2); CHECK_STR_EQ(got, "want"); }
+ *   void suite_things(void) { RUN(test_something); }
+ *
+ * A failed check prints file:line, the expression and the values, and the test goes on; the
+ * runner exits 1 when any check failed.
+ */
+#ifndef GRANULE_RUNTIME_TEST_H
+#define GRANULE_RUNTIME_TEST_H
+
+#define _POSIX_C_SOURCE 200809L
+
+#include "../src/internal.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void test_check(bool ok, const char *expression, const char *file, int line);
+void test_check_i64(int64_t got, int64_t want, const char *expression, const char *file, int line);
+void test_check_str(const char *got, const char *want, const char *expression, const char *file, int line);
+void test_check_contains(const char *haystack, const char *needle, const char *expression, const char *file, int line);
+void test_run(const char *name, void (*test)(void));
+/** The current test's name, for messages. */
+const char *test_name(void);
+
+#define CHECK(condition) test_check((condition), #condition, __FILE__, __LINE__)
+#define CHECK_EQ(got, want) test_check_i64((int64_t)(got), (int64_t)(want), #got " == " #want, __FILE__, __LINE__)
+#define CHECK_STR_EQ(got, want) test_check_str((got), (want), #got, __FILE__, __LINE__)
+#define CHECK_CONTAINS(haystack, needle) test_check_contains((haystack), (needle), #haystack, __FILE__, __LINE__)
+#define RUN(test) test_run(#test, test)
+
+/* ---- helpers shared by the suites (test_main.c) ---- */
+
+/** A fresh empty directory under $TMPDIR (or /tmp); the caller removes it with remove_tree. */
+void make_temp_dir(char *out, size_t size);
+/** Removes a directory tree (files and subdirectories). */
+void remove_tree(const char *path);
+/** Writes bytes to path (not atomically; for building test inputs). */
+void write_bytes(const char *path, const void *bytes, size_t length);
+/** Reads a whole file into a malloc'd buffer; NULL if it cannot. */
+unsigned char *read_bytes(const char *path, size_t *length);
+/** Number of entries of a directory, other than . and .. */
+int count_entries(const char *path);
+/** Writes "[8-byte length][header][data]" to path: a safetensors file with a verbatim header. */
+void write_safetensors_raw(const char *path, const char *header, const void *data, size_t data_length);
+
+/* Suites. */
+void suite_json(void);
+void suite_crc_and_memory(void);
+void suite_philox(void);
+void suite_threadpool(void);
+void suite_errors(void);
+void suite_safetensors(void);
+void suite_program(void);
+
+#endif

@@ -1,0 +1,131 @@
+import CLLVM
+import Glibc
+import GranuleIR
+
+/// The LLVM side of code generation, through LLVM 19's C API: parse the textual IR that the
+/// emitters produce, optimise it with the new pass manager for a target CPU, and either write a
+/// PIC object file (AOT) or hand it to ORC's LLJIT.
+///
+/// Kernels are produced as LLVM IR text rather than builder calls: the text is what `--emit-llvm`
+/// shows users, and it keeps each emitter readable. Everything after the text goes through the
+/// C API.
+public struct LLVMToolchain: Sendable {
+    /// The CPU to optimise for (`znver4`, `x86-64-v3`, ...); nil means the host.
+    public var targetCPU: String?
+    public var optimizationLevel = 3
+
+    public init(targetCPU: String? = nil) { self.targetCPU = targetCPU }
+
+    static func initializeTargets() {
+        LLVMInitializeNativeTarget()
+        LLVMInitializeNativeAsmPrinter()
+        LLVMInitializeNativeAsmParser()
+    }
+
+    /// Parses and verifies `text` into a new module owned by `context`.
+    static func parse(_ text: String, context: LLVMContextRef) throws(Diagnostic) -> LLVMModuleRef {
+        let buffer = text.withCString { pointer in
+            LLVMCreateMemoryBufferWithMemoryRangeCopy(pointer, strlen(pointer), "granule")
+        }
+        var module: LLVMModuleRef?
+        var message: UnsafeMutablePointer<CChar>?
+        if LLVMParseIRInContext(context, buffer, &module, &message) != 0 {
+            let detail = message.map { String(cString: $0) } ?? "unknown error"
+            LLVMDisposeMessage(message)
+            throw Diagnostic("internal: generated LLVM IR does not parse: \(detail)")
+        }
+        guard let module else { throw Diagnostic("internal: LLVM returned no module") }
+        var verifyMessage: UnsafeMutablePointer<CChar>?
+        if LLVMVerifyModule(module, LLVMReturnStatusAction, &verifyMessage) != 0 {
+            let detail = verifyMessage.map { String(cString: $0) } ?? ""
+            LLVMDisposeMessage(verifyMessage)
+            LLVMDisposeModule(module)
+            throw Diagnostic("internal: generated LLVM IR does not verify: \(detail)")
+        }
+        LLVMDisposeMessage(verifyMessage)
+        return module
+    }
+
+    /// A target machine for the host triple and the chosen CPU, PIC (Debian links PIE).
+    func makeTargetMachine() throws(Diagnostic) -> LLVMTargetMachineRef {
+        LLVMToolchain.initializeTargets()
+        let triple = LLVMGetDefaultTargetTriple()
+        defer { LLVMDisposeMessage(triple) }
+        var target: LLVMTargetRef?
+        var message: UnsafeMutablePointer<CChar>?
+        if LLVMGetTargetFromTriple(triple, &target, &message) != 0 {
+            let detail = message.map { String(cString: $0) } ?? ""
+            LLVMDisposeMessage(message)
+            throw Diagnostic("cannot target \(String(cString: triple!)): \(detail)")
+        }
+        let hostCPU = LLVMGetHostCPUName()
+        let hostFeatures = LLVMGetHostCPUFeatures()
+        defer {
+            LLVMDisposeMessage(hostCPU)
+            LLVMDisposeMessage(hostFeatures)
+        }
+        let cpu = targetCPU ?? String(cString: hostCPU!)
+        let features = targetCPU == nil ? String(cString: hostFeatures!) : ""
+        guard let machine = LLVMCreateTargetMachine(
+            target, triple, cpu, features, LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault)
+        else { throw Diagnostic("cannot create a target machine for CPU '\(cpu)'") }
+        return machine
+    }
+
+    /// Runs `default<O3>` (or the chosen level) over the module.
+    func optimize(_ module: LLVMModuleRef, machine: LLVMTargetMachineRef) throws(Diagnostic) {
+        let triple = LLVMGetTargetMachineTriple(machine)
+        LLVMSetTarget(module, triple)
+        LLVMDisposeMessage(triple)
+        let layout = LLVMCreateTargetDataLayout(machine)
+        LLVMSetModuleDataLayout(module, layout)
+        LLVMDisposeTargetData(layout)
+        let options = LLVMCreatePassBuilderOptions()
+        defer { LLVMDisposePassBuilderOptions(options) }
+        LLVMPassBuilderOptionsSetLoopVectorization(options, 1)
+        LLVMPassBuilderOptionsSetSLPVectorization(options, 1)
+        if let error = LLVMRunPasses(module, "default<O\(optimizationLevel)>", machine, options) {
+            throw Diagnostic("LLVM optimisation failed: \(LLVMToolchain.consume(error))")
+        }
+    }
+
+    /// Compiles `text` to a relocatable object file at `path`.
+    public func emitObject(_ text: String, to path: String) throws(Diagnostic) {
+        let context = LLVMContextCreate()
+        defer { LLVMContextDispose(context) }
+        let module = try LLVMToolchain.parse(text, context: context!)
+        defer { LLVMDisposeModule(module) }
+        let machine = try makeTargetMachine()
+        defer { LLVMDisposeTargetMachine(machine) }
+        try optimize(module, machine: machine)
+        var message: UnsafeMutablePointer<CChar>?
+        let failed = path.withCString { cPath in
+            LLVMTargetMachineEmitToFile(machine, module, cPath, LLVMObjectFile, &message)
+        }
+        if failed != 0 {
+            let detail = message.map { String(cString: $0) } ?? ""
+            LLVMDisposeMessage(message)
+            throw Diagnostic(file: path, "cannot write the object file: \(detail)")
+        }
+    }
+
+    /// The optimised IR as text (for `--emit-llvm` and for reading what the vectoriser did).
+    public func optimizedText(_ text: String) throws(Diagnostic) -> String {
+        let context = LLVMContextCreate()
+        defer { LLVMContextDispose(context) }
+        let module = try LLVMToolchain.parse(text, context: context!)
+        defer { LLVMDisposeModule(module) }
+        let machine = try makeTargetMachine()
+        defer { LLVMDisposeTargetMachine(machine) }
+        try optimize(module, machine: machine)
+        let printed = LLVMPrintModuleToString(module)
+        defer { LLVMDisposeMessage(printed) }
+        return String(cString: printed!)
+    }
+
+    static func consume(_ error: LLVMErrorRef) -> String {
+        let message = LLVMGetErrorMessage(error)
+        defer { LLVMDisposeErrorMessage(message) }
+        return String(cString: message!)
+    }
+}

@@ -1,0 +1,126 @@
+import GranuleIR
+
+/// Where a materialized value's buffer lives when a compiled function runs.
+enum BufferLocation: Equatable {
+    /// The caller's argument `index` (a parameter).
+    case parameter(Int)
+    /// The caller's result buffer `index`: values returned by the function are computed in place.
+    case result(Int)
+    /// Bytes `[offset, offset + size)` of the arena.
+    case arena(offset: Int)
+}
+
+/// Memory planning: every intermediate buffer gets an offset in one arena, reusing space whose
+/// value is dead.
+///
+/// Algorithm: (1) for each buffer, the step that writes it and the last step that reads it (reads
+/// through views and fused expressions count); (2) walking the steps in order, allocate each
+/// written buffer first-fit among the free ranges (64-byte aligned), then free the buffers whose
+/// last read was this step. Buffers are freed only after the step's outputs are placed, so a
+/// kernel never writes over its own inputs (no in-place updates yet: that costs memory, not
+/// correctness). Returned values live in the caller's result buffers; parameters in its arguments.
+struct MemoryPlan {
+    private(set) var locations: [Value: BufferLocation] = [:]
+    private(set) var arenaBytes = 0
+    /// Buffers read by each step (for liveness, and for the IR dump).
+    private(set) var reads: [[Value]] = []
+
+    static let alignment = 64
+
+    init(_ schedule: Schedule) {
+        let function = schedule.function
+        for (index, parameter) in function.parameters.enumerated() { locations[parameter.value] = .parameter(index) }
+        for (index, result) in function.results.enumerated()
+        where locations[result.value] == nil && function.parameter(for: result.value) == nil {
+            locations[result.value] = .result(index)
+        }
+
+        var lastRead: [Value: Int] = [:]
+        var written: [(step: Int, value: Value)] = []
+        for (index, step) in schedule.steps.enumerated() {
+            let buffers = MemoryPlan.buffersRead(by: step, schedule)
+            reads.append(buffers)
+            for buffer in buffers { lastRead[buffer] = index }
+            switch step {
+            case .elementwise(let root): written.append((index, root))
+            case .copy(_, let target): written.append((index, target))
+            case .op(let opIndex): written.append((index, function.operations[opIndex].result))
+            case .copyToResult: break
+            }
+        }
+
+        var free: [(offset: Int, size: Int)] = []
+        var live: [Value: (offset: Int, size: Int)] = [:]
+        var top = 0
+        for (index, _) in schedule.steps.enumerated() {
+            for (_, value) in written.filter({ $0.step == index }) where locations[value] == nil {
+                let size = MemoryPlan.aligned(function.type(of: value).elementCount * function.type(of: value).dtype.byteSize)
+                var offset: Int
+                if let slot = free.firstIndex(where: { $0.size >= size }) {
+                    offset = free[slot].offset
+                    free[slot].offset += size
+                    free[slot].size -= size
+                    if free[slot].size == 0 { free.remove(at: slot) }
+                } else {
+                    offset = top
+                    top += size
+                }
+                locations[value] = .arena(offset: offset)
+                live[value] = (offset, size)
+                if lastRead[value] == nil { lastRead[value] = index }  // written but never read
+            }
+            for (value, range) in live where lastRead[value] == index {
+                live[value] = nil
+                free.append(range)
+            }
+            free = MemoryPlan.coalesce(free)
+        }
+        arenaBytes = top
+    }
+
+    static func aligned(_ bytes: Int) -> Int { max(alignment, (bytes + alignment - 1) / alignment * alignment) }
+
+    private static func coalesce(_ ranges: [(offset: Int, size: Int)]) -> [(offset: Int, size: Int)] {
+        var merged: [(offset: Int, size: Int)] = []
+        for range in ranges.sorted(by: { $0.offset < $1.offset }) {
+            if let last = merged.last, last.offset + last.size == range.offset {
+                merged[merged.count - 1].size += range.size
+            } else {
+                merged.append(range)
+            }
+        }
+        return merged
+    }
+
+    /// The materialized buffers a step reads.
+    static func buffersRead(by step: Step, _ schedule: Schedule) -> [Value] {
+        var result: [Value] = []
+        func addLeaf(_ leaf: Leaf) {
+            switch leaf {
+            case .strided(let layout): result.append(layout.buffer)
+            case .padded(let inner, _, _): addLeaf(inner)
+            case .concatenated(_, let pieces, _, _): pieces.forEach(addLeaf)
+            }
+        }
+        func addExpression(_ value: Value) {
+            if schedule.inlined.contains(value), let op = schedule.op(value) {
+                op.operands.forEach(addExpression)
+            } else if schedule.op(value)?.opcode == .constant || schedule.op(value)?.opcode == .iota, !schedule.materialized.contains(value) {
+                return
+            } else {
+                addLeaf(schedule.leaf(value))
+            }
+        }
+        switch step {
+        case .elementwise(let root):
+            schedule.op(root)?.operands.forEach(addExpression)
+        case .copy(let source, _), .copyToResult(let source, _):
+            addLeaf(source)
+        case .op(let index):
+            for operand in schedule.function.operations[index].operands {
+                if let layout = schedule.layout(of: operand) { result.append(layout.buffer) }
+            }
+        }
+        return Array(Set(result)).sorted()
+    }
+}

@@ -1,0 +1,302 @@
+import GranuleIR
+import GranuleSupport
+
+/// A compiled program: LLVM IR text for every function of a module, the manifest the runtime
+/// reads, and per-function facts for `granule stats`.
+public struct CompiledProgram: Sendable {
+    public var llvmText: String
+    public var manifest: String
+    public var functions: [FunctionSummary]
+
+    public struct FunctionSummary: Sendable {
+        public var name: String
+        public var kernels: Int
+        public var gemms: Int
+        public var arenaBytes: Int
+        /// Bytes of parameters, results and arena together.
+        public var peakBytes: Int
+        /// Floating-point operations of one call (GEMMs as 2·m·n·k, elementwise ops one each).
+        public var flops: Int
+        /// The schedule in readable form (`granule stats --schedule`).
+        public var schedule: String
+    }
+}
+
+/// Turns a verified module into LLVM IR text for the C runtime's ABI
+/// (`Runtime/include/granule_runtime.h`): `granule_entries[k](args, arena, rt)` runs function k,
+/// `granule_manifest` describes every function's parameters, results and arena size, and the ops
+/// that can report run-time errors.
+///
+/// Per function: `Schedule` (fusion and views) → `MemoryPlan` (arena offsets) → one LLVM
+/// function per kernel, run by `gr_parallel_for` over its rows, and GEMMs as `cblas_sgemm` calls
+/// with the transposes as flags. It does not yet split GEMMs across threads itself (OpenBLAS
+/// threads them) or fuse GEMM epilogues.
+public struct ProgramEmitter {
+    public init() {}
+
+    public func emit(_ module: Module) throws(Diagnostic) -> CompiledProgram {
+        let text = ModuleText()
+        text.declare("declare void @gr_parallel_for(ptr, ptr, i64, ptr)")
+        text.declare("declare void @gr_raise(ptr, i32, i32, i64, i64)")
+        text.declare("declare i32 @gr_failed(ptr)")
+        var opDescriptions: [String] = []
+        var manifestFunctions: [JSON] = []
+        var summaries: [CompiledProgram.FunctionSummary] = []
+        for (index, function) in module.functions.enumerated() {
+            var emitter = FunctionEmitter(function: function, index: index, module: text, firstOpId: opDescriptions.count)
+            try emitter.emit()
+            opDescriptions += emitter.opDescriptions
+            manifestFunctions.append(emitter.manifestEntry)
+            summaries.append(emitter.summary)
+        }
+        let manifest = JSON.object([
+            ("version", .number("1")),
+            ("functions", .array(manifestFunctions)),
+            ("ops", .array(opDescriptions.map { .string($0) })),
+            ("step_function", .string(module.functions.first { $0.name.hasSuffix("_grad") }?.name ?? module.functions.first?.name ?? "")),
+        ]).text
+        text.addGlobal("@granule_manifest = constant [\(manifest.utf8.count + 1) x i8] c\"\(llvmStringLiteral(manifest))\\00\", align 1")
+        let entries = module.functions.indices.map { "ptr @granule_entry_\($0)" }.joined(separator: ", ")
+        text.addGlobal("@granule_entries = constant [\(module.functions.count) x ptr] [\(entries)], align 8")
+        return CompiledProgram(llvmText: text.text, manifest: manifest, functions: summaries)
+    }
+}
+
+/// Escapes bytes for an LLVM `c"..."` string.
+func llvmStringLiteral(_ text: String) -> String {
+    var out = ""
+    for byte in text.utf8 {
+        if byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
+            out.append(Character(Unicode.Scalar(byte)))
+        } else {
+            out += "\\" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+        }
+    }
+    return out
+}
+
+/// Emits one IR function: its kernels and its entry.
+struct FunctionEmitter {
+    let function: Function
+    let index: Int
+    let module: ModuleText
+    let firstOpId: Int
+    let schedule: Schedule
+    let plan: MemoryPlan
+    private(set) var opDescriptions: [String] = []
+    private(set) var opIds: [Value: Int] = [:]
+    private(set) var manifestEntry: JSON = .null
+    private(set) var summary = CompiledProgram.FunctionSummary(name: "", kernels: 0, gemms: 0, arenaBytes: 0, peakBytes: 0, flops: 0, schedule: "")
+
+    init(function: Function, index: Int, module: ModuleText, firstOpId: Int) {
+        self.function = function
+        self.index = index
+        self.module = module
+        self.firstOpId = firstOpId
+        schedule = Schedule(function)
+        plan = MemoryPlan(schedule)
+        for op in function.operations {
+            opIds[op.result] = firstOpId + opDescriptions.count
+            let place = op.location.map { "\($0): " } ?? "@\(function.name): "
+            opDescriptions.append("\(place)\(op.opcode.name) %\(function.name(of: op.result))")
+        }
+    }
+
+    var entryName: String { "granule_entry_\(index)" }
+
+    mutating func emit() throws(Diagnostic) {
+        let entry = IRText()
+        entry.begin()
+        var pointers: [Value: String] = [:]
+        let parameterCount = function.parameters.count
+        func pointer(_ value: Value) -> String {
+            if let known = pointers[value] { return known }
+            guard value.id >= 0 else { return "null" }
+            let name: String
+            switch plan.locations[value] {
+            case .parameter(let slot)?:
+                let address = entry.value("getelementptr ptr, ptr %args, i64 \(slot)", "a")
+                name = entry.value("load ptr, ptr \(address)", "arg")
+            case .result(let slot)?:
+                let address = entry.value("getelementptr ptr, ptr %args, i64 \(parameterCount + slot)", "a")
+                name = entry.value("load ptr, ptr \(address)", "res")
+            case .arena(let offset)?:
+                name = entry.value("getelementptr inbounds i8, ptr %arena, i64 \(offset)", "buf")
+            case nil:
+                name = "null"
+            }
+            pointers[value] = name
+            return name
+        }
+        /// A dense operand's buffer (a dense view shares its source's buffer).
+        func operandPointer(_ value: Value) -> String {
+            pointer(schedule.layout(of: value)?.buffer ?? value)
+        }
+        func resultPointer(_ slot: Int) -> String {
+            let address = entry.value("getelementptr ptr, ptr %args, i64 \(parameterCount + slot)", "a")
+            return entry.value("load ptr, ptr \(address)", "res")
+        }
+
+        var kernels = 0
+        var gemms = 0
+        var flops = 0
+        var scheduleLines: [String] = []
+        for (stepIndex, step) in schedule.steps.enumerated() {
+            let kernelName = "f\(index)_k\(stepIndex)"
+            switch step {
+            case .elementwise(let root):
+                var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
+                let (text, rows) = kernel.emit(root: root, source: nil, type: function.type(of: root), output: root)
+                module.addFunction(text)
+                launch(entry, kernelName, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)
+                kernels += 1
+                flops += function.type(of: root).elementCount * fusedOpCount(root)
+                scheduleLines.append("kernel \(kernelName): elementwise %\(function.name(of: root)) \(function.type(of: root)) fusing \(fusedOpCount(root)) ops, \(rows) rows")
+            case .copy(let source, let target):
+                var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
+                let (text, rows) = kernel.emit(root: nil, source: source, type: function.type(of: target), output: target)
+                module.addFunction(text)
+                launch(entry, kernelName, rows: rows, buffers: kernel.buffers.map(pointer), checks: false)
+                kernels += 1
+                scheduleLines.append("kernel \(kernelName): copy into %\(function.name(of: target)) \(function.type(of: target))")
+            case .copyToResult(let source, let slot):
+                let type = function.type(of: function.results[slot].value)
+                var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
+                // The result buffer is not a value of the function: a key no leaf can share stands in
+                // for it, and its pointer is substituted below.
+                let (text, rows) = kernel.emit(root: nil, source: source, type: type, output: Value(-1 - slot))
+                module.addFunction(text)
+                var buffers = kernel.buffers.map(pointer)
+                buffers[0] = resultPointer(slot)
+                launch(entry, kernelName, rows: rows, buffers: buffers, checks: false)
+                kernels += 1
+                scheduleLines.append("kernel \(kernelName): copy into result '\(function.results[slot].name)'")
+            case .op(let opIndex):
+                let op = function.operations[opIndex]
+                if op.opcode == .matmul {
+                    let dims = try TypeRules.matmulDims(function.type(of: op.operands[0]), function.type(of: op.operands[1]), op.attributes)
+                    try emitMatmul(entry, op, a: operandPointer(op.operands[0]), b: operandPointer(op.operands[1]), c: pointer(op.result))
+                    gemms += 1
+                    let batch = dims.batch.reduce(1, *)
+                    flops += 2 * batch * dims.m * dims.n * dims.k
+                    scheduleLines.append("gemm %\(function.name(of: op.result)) = \(batch) × [\(dims.m)×\(dims.k)]·[\(dims.k)×\(dims.n)]")
+                } else {
+                    let kernel = OpKernel(function: function, op: op, name: kernelName, opId: opIds[op.result] ?? -1, module: module)
+                    let (text, rows) = try kernel.emit()
+                    module.addFunction(text)
+                    launch(entry, kernelName, rows: rows, buffers: [pointer(op.result)] + op.operands.map(operandPointer), checks: kernel.mayRaise)
+                    kernels += 1
+                    flops += function.type(of: op.operands[0]).elementCount * 4
+                    scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result)), \(rows) rows")
+                }
+            }
+        }
+        entry.emit("ret i32 0")
+        entry.startBlock("fail")
+        entry.emit("ret i32 1")
+        module.addFunction("define i32 @\(entryName)(ptr %args, ptr %arena, ptr %rt) {\n" + entry.body + "\n}\n")
+
+        let function = self.function
+        func bytes(_ value: Value) -> Int { function.type(of: value).elementCount * function.type(of: value).dtype.byteSize }
+        let externalBytes = function.parameters.reduce(0) { $0 + bytes($1.value) } + function.results.reduce(0) { $0 + bytes($1.value) }
+        manifestEntry = manifestJSON()
+        for (value, location) in plan.locations.sorted(by: { $0.key < $1.key }) {
+            if case .arena(let offset) = location {
+                scheduleLines.append("buffer %\(function.name(of: value)) \(function.type(of: value)) at arena+\(offset)")
+            }
+        }
+        summary = CompiledProgram.FunctionSummary(
+            name: function.name, kernels: kernels, gemms: gemms, arenaBytes: plan.arenaBytes,
+            peakBytes: plan.arenaBytes + externalBytes, flops: flops, schedule: scheduleLines.joined(separator: "\n"))
+    }
+
+    /// Ops computed by an elementwise kernel: the root and everything inlined into it.
+    private func fusedOpCount(_ root: Value) -> Int {
+        var count = 1
+        var stack = schedule.op(root)?.operands ?? []
+        var seen: Set<Value> = []
+        while let value = stack.popLast() {
+            guard schedule.inlined.contains(value), seen.insert(value).inserted, let op = schedule.op(value) else { continue }
+            count += 1
+            stack += op.operands
+        }
+        return count
+    }
+
+    /// Calls `gr_parallel_for(rt, kernel, rows, ctx)` with ctx = [rt, buffers...].
+    private func launch(_ entry: IRText, _ kernel: String, rows: Int, buffers: [String], checks: Bool) {
+        let context = entry.value("alloca [\(buffers.count + 1) x ptr], align 8", "ctx")
+        entry.emit("store ptr %rt, ptr \(context)")
+        for (slot, buffer) in buffers.enumerated() {
+            let address = entry.value("getelementptr ptr, ptr \(context), i64 \(slot + 1)", "a")
+            entry.emit("store ptr \(buffer), ptr \(address)")
+        }
+        entry.emit("call void @gr_parallel_for(ptr %rt, ptr @\(kernel), i64 \(rows), ptr \(context))")
+        if checks {
+            let failed = entry.value("call i32 @gr_failed(ptr %rt)", "failed")
+            let next = entry.label("ok")
+            entry.emit("br i1 \(entry.value("icmp ne i32 \(failed), 0")), label %fail, label %\(next)")
+            entry.startBlock(next)
+        }
+    }
+
+    /// `cblas_?gemm` calls: one for a shared right-hand matrix (rows of every batch stacked),
+    /// otherwise one per batch in a loop.
+    private func emitMatmul(_ entry: IRText, _ op: Operation, a: String, b: String, c: String) throws(Diagnostic) {
+        let aType = function.type(of: op.operands[0])
+        let bType = function.type(of: op.operands[1])
+        let dims = try TypeRules.matmulDims(aType, bType, op.attributes)
+        let transposeA = try op.attributes.bool("transpose_a")
+        let transposeB = try op.attributes.bool("transpose_b")
+        let isDouble = aType.dtype == .f64
+        let (routine, scalar) = isDouble ? ("cblas_dgemm", "double") : ("cblas_sgemm", "float")
+        module.declare("declare void @\(routine)(i32, i32, i32, i32, i32, i32, \(scalar), ptr, i32, ptr, i32, \(scalar), ptr, i32)")
+        let batch = dims.batch.reduce(1, *)
+        let elementSize = aType.dtype.byteSize
+        let lda = max(1, transposeA ? dims.m : dims.k)
+        let ldb = max(1, transposeB ? dims.k : dims.n)
+        let ldc = max(1, dims.n)
+        let one = llvmFloat(1, aType.dtype)
+        let zero = llvmFloat(0, aType.dtype)
+        func call(_ m: Int, _ aPointer: String, _ bPointer: String, _ cPointer: String) {
+            entry.emit("call void @\(routine)(i32 101, i32 \(transposeA ? 112 : 111), i32 \(transposeB ? 112 : 111), i32 \(m), i32 \(dims.n), i32 \(dims.k), \(scalar) \(one), ptr \(aPointer), i32 \(lda), ptr \(bPointer), i32 \(ldb), \(scalar) \(zero), ptr \(cPointer), i32 \(ldc))")
+        }
+        let sharedB = bType.rank == 2
+        if batch == 1 || (sharedB && !transposeA) {
+            call(batch * dims.m, a, b, c)
+            return
+        }
+        entry.loop(from: "0", to: String(batch), "batch") { index in
+            let aOffset = entry.value("mul i64 \(index), \(dims.m * dims.k * elementSize)")
+            let bOffset = sharedB ? "0" : entry.value("mul i64 \(index), \(dims.k * dims.n * elementSize)")
+            let cOffset = entry.value("mul i64 \(index), \(dims.m * dims.n * elementSize)")
+            call(dims.m,
+                entry.value("getelementptr i8, ptr \(a), i64 \(aOffset)", "pa"),
+                entry.value("getelementptr i8, ptr \(b), i64 \(bOffset)", "pb"),
+                entry.value("getelementptr i8, ptr \(c), i64 \(cOffset)", "pc"))
+        }
+    }
+
+    private func manifestJSON() -> JSON {
+        func describe(_ value: Value) -> [(key: String, value: JSON)] {
+            let type = function.type(of: value)
+            return [
+                ("dtype", .string(type.dtype.rawValue)),
+                ("shape", .array(type.shape.map { .number(String($0)) })),
+            ]
+        }
+        let parameters = function.parameters.map { parameter -> JSON in
+            .object([("name", .string(function.name(of: parameter.value)))] + describe(parameter.value) + [("role", .string(parameter.role.rawValue))])
+        }
+        let results = function.results.map { result -> JSON in
+            let writes = result.writes.flatMap { target in function.parameters.firstIndex { $0.value == target } } ?? -1
+            return .object([("name", .string(result.name))] + describe(result.value) + [("writes", .number(String(writes)))])
+        }
+        return .object([
+            ("name", .string(function.name)),
+            ("arena_bytes", .number(String(plan.arenaBytes))),
+            ("params", .array(parameters)),
+            ("results", .array(results)),
+        ])
+    }
+}

@@ -1,0 +1,203 @@
+import GranuleIR
+
+/// How a kernel addresses the elements of a value: the buffer that holds them, an element offset
+/// and one stride per axis of the value's shape. Views (transpose, broadcast_to, slice, reshape of
+/// a dense value) are layouts over their source's buffer, never copies.
+struct Layout: Hashable {
+    /// The materialized value whose buffer holds the data.
+    var buffer: Value
+    var offset: Int
+    var strides: [Int]
+}
+
+/// How an elementwise kernel reads a value that it does not compute itself.
+indirect enum Leaf: Hashable {
+    /// Elements at a layout.
+    case strided(Layout)
+    /// Zero outside `[low, low + inner.shape)` on each axis (the `pad` op), the inner leaf inside.
+    case padded(inner: Leaf, innerShape: [Int], low: [Int])
+    /// Pieces along `axis` (the `concat` op): piece k covers `[starts[k], starts[k] + sizes[k])`.
+    case concatenated(axis: Int, pieces: [Leaf], shapes: [[Int]], starts: [Int])
+}
+
+/// One unit of work of a compiled function, in execution order.
+enum Step {
+    /// Evaluates `root` (and the ops inlined into it) at every element of its shape.
+    case elementwise(root: Value)
+    /// Writes the elements `source` describes into the buffer of `target`: views that a
+    /// non-elementwise consumer needs dense, pads and concats, and results that are views.
+    case copy(source: Leaf, target: Value)
+    /// Writes `source` into the buffer of result `index` (results that are parameters, or a value
+    /// returned twice).
+    case copyToResult(source: Leaf, index: Int)
+    /// Any other op: one kernel (or a GEMM call) for `function.operations[index]`, whose operands
+    /// are dense buffers.
+    case op(Int)
+}
+
+/// Decides, for one function, which values live in buffers, which are views of other buffers and
+/// which elementwise ops are computed inside their consumers' kernels (fusion), and in which order
+/// the kernels run.
+///
+/// Fusion rule: an elementwise op (unary, binary, compare, select, cast, dropout, iota, constant)
+/// is inlined into its consumers when every use is an elementwise op of the same element count
+/// (no recomputation by broadcasting) and it has a single use — or it is a constant or iota, which
+/// cost nothing to recompute. Transposes, broadcasts, slices and reshapes of dense data are
+/// layouts; pads and concats are read piecewise by their consumers. Everything else is
+/// materialized. It does not fuse across reductions, normalisations or GEMMs.
+struct Schedule {
+    let function: Function
+    /// Values computed inside their consumers' kernels.
+    private(set) var inlined: Set<Value> = []
+    /// Views: their layout over a materialized buffer.
+    private(set) var views: [Value: Layout] = [:]
+    /// Pads and concats: read piecewise.
+    private(set) var composites: [Value: Leaf] = [:]
+    /// Values with a buffer of their own.
+    private(set) var materialized: Set<Value> = []
+    private(set) var steps: [Step] = []
+    /// The op defining each value, if any.
+    let definition: [Int?]
+
+    static let elementwiseOps: Set<Opcode> = [
+        .neg, .abs, .exp, .log, .tanh, .sigmoid, .relu, .sqrt, .rsqrt, .erf, .pow, .gelu,
+        .add, .sub, .mul, .div, .max, .min, .compare, .select, .cast, .dropout, .iota, .constant,
+    ]
+    static let viewOps: Set<Opcode> = [.transpose, .broadcastTo, .slice, .reshape]
+
+    init(_ function: Function) {
+        self.function = function
+        definition = function.definingOperationIndices()
+        plan()
+    }
+
+    func op(_ value: Value) -> Operation? { definition[value.id].map { function.operations[$0] } }
+
+    private mutating func plan() {
+        var uses = [[Int]](repeating: [], count: function.valueCount)
+        for (index, op) in function.operations.enumerated() {
+            for operand in op.operands { uses[operand.id].append(index) }
+        }
+        let resultValues = Set(function.results.map(\.value))
+        for parameter in function.parameters { materialized.insert(parameter.value) }
+
+        // Which elementwise ops fuse into their consumers.
+        for op in function.operations where Schedule.elementwiseOps.contains(op.opcode) {
+            let value = op.result
+            guard !resultValues.contains(value), !uses[value.id].isEmpty else { continue }
+            let count = function.type(of: value).elementCount
+            let free = op.opcode == .constant || op.opcode == .iota
+            let consumersFuse = uses[value.id].allSatisfy { user in
+                let consumer = function.operations[user]
+                return Schedule.elementwiseOps.contains(consumer.opcode)
+                    && (free || function.type(of: consumer.result).elementCount == count)
+            }
+            if consumersFuse && (free || uses[value.id].count == 1) { inlined.insert(value) }
+        }
+
+        for (index, op) in function.operations.enumerated() {
+            let value = op.result
+            switch op.opcode {
+            case _ where Schedule.viewOps.contains(op.opcode):
+                if op.opcode == .reshape, viewLayout(op) == nil { materialize(op.operands[0]) }
+                views[value] = viewLayout(op)
+            case .pad:
+                let low = (try? op.attributes.ints("low")) ?? []
+                composites[value] = .padded(inner: leaf(op.operands[0]), innerShape: function.type(of: op.operands[0]).shape, low: low)
+            case .concat:
+                let axis = (try? op.attributes.int("axis")) ?? 0
+                var starts: [Int] = []
+                var start = 0
+                for operand in op.operands {
+                    starts.append(start)
+                    start += function.type(of: operand).shape[axis]
+                }
+                composites[value] = .concatenated(
+                    axis: axis, pieces: op.operands.map(leaf), shapes: op.operands.map { function.type(of: $0).shape }, starts: starts)
+            case _ where inlined.contains(value):
+                break
+            case _ where Schedule.elementwiseOps.contains(op.opcode):
+                materialized.insert(value)
+                steps.append(.elementwise(root: value))
+            default:
+                // Non-elementwise kernels read dense buffers.
+                for operand in op.operands where !isDense(operand) { materialize(operand) }
+                materialized.insert(value)
+                steps.append(.op(index))
+            }
+        }
+        // Results: views and composites get buffers; parameters and repeated values get copies.
+        var seen: Set<Value> = []
+        for (index, result) in function.results.enumerated() {
+            let value = result.value
+            if function.parameter(for: value) != nil || !seen.insert(value).inserted {
+                steps.append(.copyToResult(source: leaf(value), index: index))
+            } else if !materialized.contains(value) {
+                materialize(value)
+            }
+        }
+    }
+
+    /// Gives a view or composite a buffer of its own, filled by a copy kernel (once).
+    private mutating func materialize(_ value: Value) {
+        guard !materialized.contains(value) else { return }
+        let source = leaf(value)
+        materialized.insert(value)
+        steps.append(.copy(source: source, target: value))
+    }
+
+    /// Whether a value's elements sit densely in row-major order in a buffer of their own size.
+    func isDense(_ value: Value) -> Bool {
+        if materialized.contains(value) { return true }
+        guard let layout = views[value] else { return false }
+        let type = function.type(of: value)
+        return layout.offset == 0 && layout.strides == rowMajorStrides(type.shape)
+            && function.type(of: layout.buffer).elementCount == type.elementCount
+    }
+
+    /// The layout of a materialized value or a view.
+    func layout(of value: Value) -> Layout? {
+        if materialized.contains(value) {
+            return Layout(buffer: value, offset: 0, strides: rowMajorStrides(function.type(of: value).shape))
+        }
+        return views[value]
+    }
+
+    /// How an elementwise kernel reads a value it does not compute: its buffer, its view's layout,
+    /// or its pad/concat pieces. (Inlined values are never leaves.)
+    func leaf(_ value: Value) -> Leaf {
+        if let layout = layout(of: value) { return .strided(layout) }
+        if let composite = composites[value] { return composite }
+        preconditionFailure("value \(function.name(of: value)) has no buffer, view or composite")
+    }
+
+    /// The layout a view op defines over its operand's layout, or nil when it needs a copy.
+    private func viewLayout(_ op: Operation) -> Layout? {
+        guard let source = layout(of: op.operands[0]) else { return nil }
+        let inputShape = function.type(of: op.operands[0]).shape
+        let outputShape = function.type(of: op.result).shape
+        switch op.opcode {
+        case .transpose:
+            guard let perm = try? op.attributes.ints("perm") else { return nil }
+            return Layout(buffer: source.buffer, offset: source.offset, strides: perm.map { source.strides[$0] })
+        case .broadcastTo:
+            let lead = outputShape.count - inputShape.count
+            let strides = outputShape.indices.map { axis -> Int in
+                axis < lead || inputShape[axis - lead] == 1 ? 0 : source.strides[axis - lead]
+            }
+            return Layout(buffer: source.buffer, offset: source.offset, strides: strides)
+        case .slice:
+            guard let start = try? op.attributes.ints("start") else { return nil }
+            let offset = source.offset + zip(start, source.strides).reduce(0) { $0 + $1.0 * $1.1 }
+            return Layout(buffer: source.buffer, offset: offset, strides: source.strides)
+        case .reshape:
+            // A dense run of elements can take any shape.
+            let dense = source.strides == rowMajorStrides(inputShape)
+                || inputShape.reduce(1, *) <= 1
+            guard dense else { return nil }
+            return Layout(buffer: source.buffer, offset: source.offset, strides: rowMajorStrides(outputShape))
+        default:
+            return nil
+        }
+    }
+}

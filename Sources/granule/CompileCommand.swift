@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import GranuleCodegen
+import GranuleFrontend
+import GranuleIR
+import GranulePasses
+
+/// Reads a model spec (lowered, differentiated and optimised) or an IR file (as written, after
+/// `--passes`) into the module that code generation compiles.
+func loadProgramModule(_ path: String, passes: String?) throws -> Module {
+    var module: Module
+    var pipeline: [String]
+    if path.hasSuffix(".json") {
+        module = try Lowering.lower(try ModelSpec.load(path: path)).module
+        pipeline = (passes ?? "autodiff,simplify,cse,dce").split(separator: ",").map(String.init)
+    } else {
+        module = try loadModule(path: path)
+        pipeline = (passes ?? "").split(separator: ",").map(String.init)
+    }
+    for name in pipeline {
+        guard let pass = PassRegistry.make(name) else {
+            throw CommandFailure("error: unknown pass '\(name)' (known: \(PassRegistry.names.joined(separator: ", ")))")
+        }
+        module = try PassManager([pass]).run(module)
+    }
+    return module
+}
+
+struct CompileCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compile",
+        abstract: "Compile a model spec (or an IR file) into a standalone native executable.",
+        discussion: """
+            A spec is lowered to @loss, @encode and @decode_step and differentiated (@loss_grad); \
+            the executable runs them: `MODEL step --weights W --batch B --out G`, `MODEL run ...`, `MODEL info`. \
+            Weights are loaded at run time, never embedded.
+            """)
+
+    @Argument(help: "A model spec (.json) or an IR file (.tir).") var input: String
+
+    @Option(name: .shortAndLong, help: "The executable to write.") var output: String
+
+    @Option(help: "Passes before code generation (specs default to autodiff,simplify,cse,dce).") var passes: String?
+
+    @Option(help: "The CPU to optimise for (default: this machine's).") var targetCPU: String?
+
+    @Flag(help: "Also write the generated LLVM IR next to the executable (OUTPUT.ll) and the schedule (OUTPUT.schedule).")
+    var emitLLVM = false
+
+    func run() throws {
+        try runReportingErrors {
+            let started = Date()
+            let module = try loadProgramModule(input, passes: passes)
+            let program = try ProgramEmitter().emit(module)
+            let object = output + ".o"
+            try LLVMToolchain(targetCPU: targetCPU).emitObject(program.llvmText, to: object)
+            defer { try? FileManager.default.removeItem(atPath: object) }
+            let runtime = try Linker.locateRuntime(executablePath: CommandLine.arguments[0])
+            try Linker(runtimeDirectory: runtime).link(object: object, output: output)
+            if emitLLVM {
+                try writeAtomically(program.llvmText, to: output + ".ll")
+                try writeAtomically(program.functions.map { "@\($0.name):\n\($0.schedule)\n" }.joined(separator: "\n"), to: output + ".schedule")
+            }
+            let seconds = Date().timeIntervalSince(started)
+            let kernels = program.functions.reduce(0) { $0 + $1.kernels }
+            print("\(output): \(module.functions.count) functions, \(kernels) kernels, compiled in \(String(format: "%.1f", seconds)) s")
+        }
+    }
+}
+
+struct StatsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Print each compiled function's kernel count, GEMMs, FLOPs, arena and peak bytes.")
+
+    @Argument(help: "A model spec (.json) or an IR file (.tir).") var input: String
+
+    @Option(help: "Passes before code generation (specs default to autodiff,simplify,cse,dce).") var passes: String?
+
+    @Flag(help: "Also print the schedule: each kernel with the ops it fuses, and the arena offset of every buffer.")
+    var schedule = false
+
+    func run() throws {
+        try runReportingErrors {
+            let program = try ProgramEmitter().emit(try loadProgramModule(input, passes: passes))
+            for function in program.functions {
+                print("@\(function.name): \(function.kernels) kernels, \(function.gemms) GEMMs, \(String(format: "%.3f", Double(function.flops) / 1e9)) GFLOP, arena \(function.arenaBytes) bytes, peak \(function.peakBytes) bytes")
+                if schedule { print(function.schedule.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")) }
+            }
+        }
+    }
+}

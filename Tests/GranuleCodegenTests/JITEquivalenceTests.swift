@@ -1,0 +1,67 @@
+import Foundation
+import GranuleCheck
+import GranuleCodegen
+import GranuleIR
+import GranuleInterpreter
+import GranuleJIT
+import GranulePasses
+import Testing
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Every `.tir` file of the corpus that verifies, with its functions' autodiff added.
+func corpus() -> [String] {
+    var files: [String] = []
+    for directory in ["IR/tests", "examples/ir"] {
+        let root = packageRoot.appendingPathComponent(directory)
+        guard let walker = FileManager.default.enumerator(atPath: root.path) else { continue }
+        for case let path as String in walker where path.hasSuffix(".tir") {
+            files.append("\(directory)/\(path)")
+        }
+    }
+    return files.sorted()
+}
+
+/// Compares compiled results with the interpreter's: max |Δ| ≤ 1e-4·max(|reference|, 1), and
+/// integer results exactly.
+func expectClose(_ compiled: [(name: String, tensor: Tensor)], _ reference: [(name: String, tensor: Tensor)], _ context: String) {
+    #expect(compiled.map(\.name) == reference.map(\.name), "\(context): result names")
+    for (actual, expected) in zip(compiled, reference) {
+        #expect(actual.tensor.type == expected.tensor.type, "\(context): \(actual.name) type")
+        switch (actual.tensor.storage, expected.tensor.storage) {
+        case (.float(let a), .float(let b)):
+            let scale = max(1, b.map { Swift.abs($0) }.filter(\.isFinite).max() ?? 1)
+            var worst = 0.0
+            for (x, y) in zip(a, b) {
+                if x.isNaN && y.isNaN { continue }
+                if x == y { continue }
+                worst = max(worst, Swift.abs(x - y))
+            }
+            #expect(worst <= 1e-4 * scale, "\(context): \(actual.name) max error \(worst) at scale \(scale)")
+        case (.int(let a), .int(let b)):
+            #expect(a == b, "\(context): \(actual.name) differs")
+        default:
+            Issue.record("\(context): \(actual.name) storage kinds differ")
+        }
+    }
+}
+
+@Test("compiled kernels (JIT) match the interpreter on the IR corpus", arguments: corpus())
+func corpusMatchesInterpreter(_ path: String) throws {
+    let text = try String(contentsOf: packageRoot.appendingPathComponent(path), encoding: .utf8)
+    guard let parsed = try? Parser.parse(text, file: path), (try? Verifier.verify(parsed)) != nil, !parsed.functions.isEmpty else { return }
+    let module = try PassManager([Autodiff(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()]).run(parsed)
+    let jit = try JITProgram(module: module, threads: 2)
+    for function in module.functions {
+        let inputs = RandomInputs.make(for: function, seed: 3, scale: 0.5)
+        let reference: [(name: String, tensor: Tensor)]
+        do {
+            reference = try Interpreter().run(function, inputs: inputs)
+        } catch {
+            // Programs that fail at run time on random inputs must fail compiled too.
+            #expect(throws: Diagnostic.self) { _ = try jit.run(function.name, inputs: inputs) }
+            continue
+        }
+        expectClose(try jit.run(function.name, inputs: inputs), reference, "\(path) @\(function.name)")
+    }
+}
