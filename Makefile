@@ -2,7 +2,8 @@
 #
 #   make deps    install the Debian packages Granule needs (only the missing ones)
 #   make build   build the granule command-line tool (release)
-#   make test    build, run every Swift test target, then the IR FileCheck tests
+#   make test    build, run every Swift test target, then the IR FileCheck tests, then runtime-test
+#   make runtime-test  build and test the C runtime (Runtime/), then again with ASan + UBSan
 #   make demo    build and run scripts/demo
 #   make clean   remove build products
 #
@@ -28,7 +29,7 @@ DEB_PACKAGES := llvm-19-dev llvm-19-tools libopenblas-dev zlib1g-dev graphviz
 RELEASE_GRANULE = $(SCRATCH)/release/granule
 DEBUG_GRANULE = $(SCRATCH)/debug/granule
 
-.PHONY: deps build build-debug test demo clean
+.PHONY: deps build build-debug test runtime-test demo clean
 
 deps:
 	@missing=""; \
@@ -61,6 +62,46 @@ test: build-debug
 	$(SWIFT) test $(SWIFT_FLAGS) --skip-build 2>&1 | sed -u '/^◇ .* started\.$$/d'
 	@echo "==> test: IR FileCheck tests"
 	scripts/run-ir-tests $(DEBUG_GRANULE)
+	@$(MAKE) --no-print-directory runtime-test
+
+# The C runtime linked into every compiled program. Each variant builds the unit tests, a
+# `fake_model` (main.c + a hand-written "generated" program) and the CLI tests, then runs them.
+RT_CC ?= cc
+RT_BUILD ?= .build-runtime
+RT_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -IRuntime/include
+RT_LIBS := -lopenblas -lz -lm -lpthread
+RT_SOURCES := $(sort $(wildcard Runtime/src/*.c))
+RT_UNIT_TESTS := $(filter-out Runtime/tests/cli_test.c Runtime/tests/fake_program.c,$(sort $(wildcard Runtime/tests/*.c))) \
+    Runtime/tests/fake_program.c
+RT_SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# What a compiled program may link dynamically: libc, libm, libpthread, libz, OpenBLAS and the
+# Fortran runtime Debian's OpenBLAS pulls in.
+RT_ALLOWED_LIBS := linux-vdso.so.1 /lib64/ld-linux-x86-64.so.2 libc.so.6 libm.so.6 libpthread.so.0 libz.so.1 \
+    libopenblas.so.0 libgfortran.so.5 libquadmath.so.0 libgcc_s.so.1
+
+# $(call rt_variant,NAME,EXTRA_CFLAGS,ENVIRONMENT): build and run one variant, timed.
+define rt_variant
+	@echo "==> runtime-test: $(1): $(RT_CC) $(RT_CFLAGS) $(2)"
+	@mkdir -p $(RT_BUILD)/$(1)
+	@start=$$(date +%s.%N); \
+	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/runtime_tests $(RT_SOURCES) $(RT_UNIT_TESTS) $(RT_LIBS); \
+	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_model $(RT_SOURCES) Runtime/main/main.c Runtime/tests/fake_program.c $(RT_LIBS); \
+	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/cli_tests $(RT_SOURCES) Runtime/tests/cli_test.c Runtime/tests/test_support.c $(RT_LIBS); \
+	built=$$(date +%s.%N); \
+	$(3) $(RT_BUILD)/$(1)/runtime_tests; \
+	$(3) $(RT_BUILD)/$(1)/cli_tests $(RT_BUILD)/$(1)/fake_model; \
+	done=$$(date +%s.%N); \
+	awk -v s=$$start -v b=$$built -v d=$$done 'BEGIN { printf "==> runtime-test: $(1): built in %.1f s, tests ran in %.1f s\n", b - s, d - b }'
+endef
+
+runtime-test: deps
+	$(call rt_variant,release,-O2,)
+	@echo "==> runtime-test: shared libraries of fake_model"
+	@ldd $(RT_BUILD)/release/fake_model | sed 's/^/    /'
+	@for lib in $$(ldd $(RT_BUILD)/release/fake_model | awk '{print $$1}'); do \
+	    case " $(RT_ALLOWED_LIBS) " in *" $$lib "*) ;; *) echo "error: fake_model links $$lib, which is not allowed"; exit 1 ;; esac; \
+	done
+	$(call rt_variant,sanitize,-O1 -g $(RT_SANITIZE),ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1)
 
 demo: build
 	@echo "==> demo"

@@ -27,30 +27,28 @@ enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
 
 static void print_help(FILE *out, const char *program) {
     fprintf(out,
-            "usage: %s <command> [options]\n"
+            "usage:\n"
+            "  %s run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]\n"
+            "  %s step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]\n"
+            "  %s info\n"
             "\n"
-            "A program compiled by Granule. Weights and inputs are read from .safetensors files by\n"
-            "parameter name; results are written to a .safetensors file by result name.\n"
+            "A program compiled by Granule. Parameters are read from .safetensors files by name (mapped,\n"
+            "not copied; F16 and BF16 tensors are accepted for f32 parameters); results are written to a\n"
+            ".safetensors file by name, atomically.\n"
             "\n"
             "commands:\n"
-            "  run    run one function\n"
-            "           --function NAME     the function (see `info`)\n"
-            "           --inputs FILE       a .safetensors file of parameters; repeat for more files\n"
-            "                               (a parameter must be in exactly one of them)\n"
-            "           --out FILE          where to write the results (atomically)\n"
-            "           --threads N         threads (default: $GRANULE_THREADS, else every CPU)\n"
-            "  step   run the training step function once and print the loss\n"
-            "           --weights FILE      the weights (.safetensors)\n"
-            "           --batch FILE        the batch (.safetensors)\n"
-            "           --out FILE          where to write the results, gradients included\n"
-            "           --threads N         as for run\n"
-            "  info   list the functions with their parameters and results\n"
+            "  run     run the function NAME; each parameter must be in exactly one --inputs file\n"
+            "  step    run the training step function on --weights and --batch, print the loss and write\n"
+            "          every result (the loss, the gradients, ...) to --out\n"
+            "  info    list the functions with their parameters and results\n"
             "\n"
-            "options: --help (also after a command). Options take their value as `--name VALUE` or\n"
-            "`--name=VALUE`.\n"
+            "options:\n"
+            "  --threads N   threads for the kernels (default: $GRANULE_THREADS, else every online CPU)\n"
+            "  --help        this text\n"
+            "  Options take their value as `--name VALUE` or `--name=VALUE`.\n"
             "\n"
-            "exit status: 0 success, 1 error (a one-line message on stderr), 2 usage error\n",
-            program);
+            "exit status: 0 success, 1 error (one line `error: ...` on stderr), 2 usage error\n",
+            program, program, program);
 }
 
 #if defined(__GNUC__)

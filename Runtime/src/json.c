@@ -313,8 +313,8 @@ static bool parse_array(parser *p, int depth, gr_json *out) {
         }
         gr_json *item = &out->as.array.items[out->as.array.count];
         item->kind = GR_JSON_NULL;
+        out->as.array.count++; /* from here on the item is freed with the array, even half-built */
         if (!parse_value(p, depth + 1, item)) return false;
-        out->as.array.count++;
         skip_whitespace(p);
         int c = peek(p);
         if (c == ',') {

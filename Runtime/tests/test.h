@@ -26,6 +26,10 @@ void test_check_contains(const char *haystack, const char *needle, const char *e
 void test_run(const char *name, void (*test)(void));
 /** The current test's name, for messages. */
 const char *test_name(void);
+/** Monotonic seconds. */
+double test_now(void);
+/** Prints the totals since `start`; returns the exit status (0 when every check passed). */
+int test_report(double start);
 
 #define CHECK(condition) test_check((condition), #condition, __FILE__, __LINE__)
 #define CHECK_EQ(got, want) test_check_i64((int64_t)(got), (int64_t)(want), #got " == " #want, __FILE__, __LINE__)

@@ -27,7 +27,7 @@ struct ElementwiseKernel {
 
     /// The kernel for `root` (an elementwise op) or for copying `source` (a leaf), writing a dense
     /// tensor of `type` into the buffer in context slot 1 (`output`).
-    mutating func emit(root: Value?, source: Leaf?, type: TensorType, output: Value) -> (text: String, rows: Int) {
+    mutating func emit(root: Value?, leaves: [Value: Leaf] = [:], source: Leaf?, type: TensorType, output: Value) -> (text: String, rows: Int) {
         let shape = type.shape
         let rank = shape.count
         let innerCount = rank == 0 ? 1 : shape[rank - 1]
@@ -49,7 +49,7 @@ struct ElementwiseKernel {
                 }
             }
             ir.loop(from: "0", to: String(innerCount), "j") { j in
-                var evaluator = ElementEvaluator(kernel: self, ir: ir, shape: shape, leading: leading, inner: j, row: row, buffers: slots)
+                var evaluator = ElementEvaluator(kernel: self, ir: ir, shape: shape, leading: leading, inner: j, row: row, buffers: slots, leaves: leaves)
                 let element = root.map { evaluator.computeRoot($0) }
                     ?? evaluator.load(source!, dtype: type.dtype, index: evaluator.index(forShape: shape))
                 let offset = rank == 0 ? "0" : ir.value("add nsw i64 \(ir.value("mul nsw i64 \(row), \(innerCount)")), \(j)")
@@ -74,6 +74,16 @@ struct ElementwiseKernel {
     }
 }
 
+/// FNV-1a of a string: names constants by their contents, the same in every run.
+func stableHash(_ text: String) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x100_0000_01b3
+    }
+    return String(hash, radix: 16)
+}
+
 /// Evaluates fused expressions at one element of the output shape.
 struct ElementEvaluator {
     let kernel: ElementwiseKernel
@@ -83,10 +93,12 @@ struct ElementEvaluator {
     let inner: String
     let row: String
     var kernelBuffers: [Value]
+    let leaves: [Value: Leaf]
     var mayRaise = false
     private var memo: [Value: String] = [:]
 
-    init(kernel: ElementwiseKernel, ir: IRText, shape: [Int], leading: [String], inner: String, row: String, buffers: [Value]) {
+    init(kernel: ElementwiseKernel, ir: IRText, shape: [Int], leading: [String], inner: String, row: String, buffers: [Value], leaves: [Value: Leaf]) {
+        self.leaves = leaves
         self.kernel = kernel
         self.ir = ir
         self.shape = shape
@@ -131,7 +143,8 @@ struct ElementEvaluator {
         if let op = schedule.op(value), schedule.inlined.contains(value) {
             result = compute(op, type)
         } else {
-            result = load(schedule.leaf(value), dtype: type.dtype, index: index(forShape: type.shape))
+            guard let leaf = leaves[value] else { preconditionFailure("no leaf for \(function.name(of: value))") }
+            result = load(leaf, dtype: type.dtype, index: index(forShape: type.shape))
         }
         memo[value] = result
         return result
@@ -203,9 +216,9 @@ struct ElementEvaluator {
             switch data {
             case .splat(let scalar): return llvmConstant(scalar, type.dtype)
             case .dense(let values):
-                let global = "@\(kernel.name).c\(op.result.id)"
                 let elements = values.map { "\(t) \(llvmConstant($0, type.dtype))" }.joined(separator: ", ")
-                module.addGlobal("\(global) = private unnamed_addr constant [\(values.count) x \(t)] [\(elements)], align 64")
+                let global = "@const.\(t).\(stableHash(elements))"
+                module.addGlobal(named: global, "\(global) = private unnamed_addr constant [\(values.count) x \(t)] [\(elements)], align 64")
                 let offset = linearIndexBroadcast(type.shape)
                 let address = ir.value("getelementptr inbounds \(t), ptr \(global), i64 \(offset)", "p")
                 return ir.value("load \(t), ptr \(address)", "v")

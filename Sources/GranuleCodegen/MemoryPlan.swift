@@ -42,9 +42,9 @@ struct MemoryPlan {
             reads.append(buffers)
             for buffer in buffers { lastRead[buffer] = index }
             switch step {
-            case .elementwise(let root): written.append((index, root))
+            case .elementwise(let root, _): written.append((index, root))
             case .copy(_, let target): written.append((index, target))
-            case .op(let opIndex): written.append((index, function.operations[opIndex].result))
+            case .op(let opIndex, _): written.append((index, function.operations[opIndex].result))
             case .copyToResult: break
             }
         }
@@ -102,24 +102,13 @@ struct MemoryPlan {
             case .concatenated(_, let pieces, _, _): pieces.forEach(addLeaf)
             }
         }
-        func addExpression(_ value: Value) {
-            if schedule.inlined.contains(value), let op = schedule.op(value) {
-                op.operands.forEach(addExpression)
-            } else if schedule.op(value)?.opcode == .constant || schedule.op(value)?.opcode == .iota, !schedule.materialized.contains(value) {
-                return
-            } else {
-                addLeaf(schedule.leaf(value))
-            }
-        }
         switch step {
-        case .elementwise(let root):
-            schedule.op(root)?.operands.forEach(addExpression)
+        case .elementwise(_, let leaves):
+            leaves.values.forEach(addLeaf)
         case .copy(let source, _), .copyToResult(let source, _):
             addLeaf(source)
-        case .op(let index):
-            for operand in schedule.function.operations[index].operands {
-                if let layout = schedule.layout(of: operand) { result.append(layout.buffer) }
-            }
+        case .op(_, let operands):
+            result += operands
         }
         return Array(Set(result)).sorted()
     }

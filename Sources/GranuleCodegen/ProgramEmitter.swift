@@ -128,10 +128,6 @@ struct FunctionEmitter {
             pointers[value] = name
             return name
         }
-        /// A dense operand's buffer (a dense view shares its source's buffer).
-        func operandPointer(_ value: Value) -> String {
-            pointer(schedule.layout(of: value)?.buffer ?? value)
-        }
         func resultPointer(_ slot: Int) -> String {
             let address = entry.value("getelementptr ptr, ptr %args, i64 \(parameterCount + slot)", "a")
             return entry.value("load ptr, ptr \(address)", "res")
@@ -144,19 +140,19 @@ struct FunctionEmitter {
         for (stepIndex, step) in schedule.steps.enumerated() {
             let kernelName = "f\(index)_k\(stepIndex)"
             switch step {
-            case .elementwise(let root):
+            case .elementwise(let root, let leaves):
                 var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
-                let (text, rows) = kernel.emit(root: root, source: nil, type: function.type(of: root), output: root)
-                module.addFunction(text)
-                launch(entry, kernelName, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)
+                let (text, rows) = kernel.emit(root: root, leaves: leaves, source: nil, type: function.type(of: root), output: root)
+                let callee = module.addKernel(kernelName, text)
+                launch(entry, callee, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)
                 kernels += 1
                 flops += function.type(of: root).elementCount * fusedOpCount(root)
                 scheduleLines.append("kernel \(kernelName): elementwise %\(function.name(of: root)) \(function.type(of: root)) fusing \(fusedOpCount(root)) ops, \(rows) rows")
             case .copy(let source, let target):
                 var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
                 let (text, rows) = kernel.emit(root: nil, source: source, type: function.type(of: target), output: target)
-                module.addFunction(text)
-                launch(entry, kernelName, rows: rows, buffers: kernel.buffers.map(pointer), checks: false)
+                let callee = module.addKernel(kernelName, text)
+                launch(entry, callee, rows: rows, buffers: kernel.buffers.map(pointer), checks: false)
                 kernels += 1
                 scheduleLines.append("kernel \(kernelName): copy into %\(function.name(of: target)) \(function.type(of: target))")
             case .copyToResult(let source, let slot):
@@ -165,17 +161,17 @@ struct FunctionEmitter {
                 // The result buffer is not a value of the function: a key no leaf can share stands in
                 // for it, and its pointer is substituted below.
                 let (text, rows) = kernel.emit(root: nil, source: source, type: type, output: Value(-1 - slot))
-                module.addFunction(text)
+                let callee = module.addKernel(kernelName, text)
                 var buffers = kernel.buffers.map(pointer)
                 buffers[0] = resultPointer(slot)
-                launch(entry, kernelName, rows: rows, buffers: buffers, checks: false)
+                launch(entry, callee, rows: rows, buffers: buffers, checks: false)
                 kernels += 1
                 scheduleLines.append("kernel \(kernelName): copy into result '\(function.results[slot].name)'")
-            case .op(let opIndex):
+            case .op(let opIndex, let operands):
                 let op = function.operations[opIndex]
                 if op.opcode == .matmul {
                     let dims = try TypeRules.matmulDims(function.type(of: op.operands[0]), function.type(of: op.operands[1]), op.attributes)
-                    try emitMatmul(entry, op, a: operandPointer(op.operands[0]), b: operandPointer(op.operands[1]), c: pointer(op.result))
+                    try emitMatmul(entry, op, a: pointer(operands[0]), b: pointer(operands[1]), c: pointer(op.result))
                     gemms += 1
                     let batch = dims.batch.reduce(1, *)
                     flops += 2 * batch * dims.m * dims.n * dims.k
@@ -183,8 +179,8 @@ struct FunctionEmitter {
                 } else {
                     let kernel = OpKernel(function: function, op: op, name: kernelName, opId: opIds[op.result] ?? -1, module: module)
                     let (text, rows) = try kernel.emit()
-                    module.addFunction(text)
-                    launch(entry, kernelName, rows: rows, buffers: [pointer(op.result)] + op.operands.map(operandPointer), checks: kernel.mayRaise)
+                    let callee = module.addKernel(kernelName, text)
+                    launch(entry, callee, rows: rows, buffers: [pointer(op.result)] + operands.map(pointer), checks: kernel.mayRaise)
                     kernels += 1
                     flops += function.type(of: op.operands[0]).elementCount * 4
                     scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result)), \(rows) rows")

@@ -22,8 +22,10 @@ indirect enum Leaf: Hashable {
 
 /// One unit of work of a compiled function, in execution order.
 enum Step {
-    /// Evaluates `root` (and the ops inlined into it) at every element of its shape.
-    case elementwise(root: Value)
+    /// Evaluates `root` (and the ops inlined into it) at every element of its shape, reading each
+    /// operand it does not compute through `leaves` (fixed when the step is scheduled: a value
+    /// materialized later is still read through its view here).
+    case elementwise(root: Value, leaves: [Value: Leaf])
     /// Writes the elements `source` describes into the buffer of `target`: views that a
     /// non-elementwise consumer needs dense, pads and concats, and results that are views.
     case copy(source: Leaf, target: Value)
@@ -31,8 +33,8 @@ enum Step {
     /// returned twice).
     case copyToResult(source: Leaf, index: Int)
     /// Any other op: one kernel (or a GEMM call) for `function.operations[index]`, whose operands
-    /// are dense buffers.
-    case op(Int)
+    /// are read densely from `operands` (their buffers).
+    case op(Int, operands: [Value])
 }
 
 /// Decides, for one function, which values live in buffers, which are views of other buffers and
@@ -117,25 +119,43 @@ struct Schedule {
             case _ where inlined.contains(value):
                 break
             case _ where Schedule.elementwiseOps.contains(op.opcode):
+                steps.append(.elementwise(root: value, leaves: leaves(of: op)))
                 materialized.insert(value)
-                steps.append(.elementwise(root: value))
             default:
                 // Non-elementwise kernels read dense buffers.
                 for operand in op.operands where !isDense(operand) { materialize(operand) }
+                steps.append(.op(index, operands: op.operands.map { layout(of: $0)!.buffer }))
                 materialized.insert(value)
-                steps.append(.op(index))
+            }
+            // A result that is a view or composite gets its buffer right away, before any consumer.
+            if resultValues.contains(value), !materialized.contains(value), function.parameter(for: value) == nil {
+                materialize(value)
             }
         }
-        // Results: views and composites get buffers; parameters and repeated values get copies.
+        // Results that are parameters, or returned twice, are copied into their result buffers.
         var seen: Set<Value> = []
         for (index, result) in function.results.enumerated() {
             let value = result.value
             if function.parameter(for: value) != nil || !seen.insert(value).inserted {
                 steps.append(.copyToResult(source: leaf(value), index: index))
-            } else if !materialized.contains(value) {
-                materialize(value)
             }
         }
+    }
+
+    /// How an elementwise op's kernel reads each operand it does not compute (through inlined
+    /// producers), as of now.
+    private func leaves(of op: Operation) -> [Value: Leaf] {
+        var result: [Value: Leaf] = [:]
+        var stack = op.operands
+        while let value = stack.popLast() {
+            guard result[value] == nil else { continue }
+            if inlined.contains(value), let producer = self.op(value) {
+                if producer.opcode != .constant && producer.opcode != .iota { stack += producer.operands }
+            } else {
+                result[value] = leaf(value)
+            }
+        }
+        return result
     }
 
     /// Gives a view or composite a buffer of its own, filled by a copy kernel (once).

@@ -65,3 +65,31 @@ func corpusMatchesInterpreter(_ path: String) throws {
         expectClose(try jit.run(function.name, inputs: inputs), reference, "\(path) @\(function.name)")
     }
 }
+
+extension GradientCase: CustomTestStringConvertible {
+    public var testDescription: String { name }
+}
+
+/// Every op (and its gradient ops, through autodiff) compiled and run by the JIT, against the
+/// interpreter.
+@Test("compiled kernels (JIT) match the interpreter on every op and its gradient", arguments: allGradientCases)
+func opCorpusMatchesInterpreter(_ testCase: GradientCase) throws {
+    let parsed = try Parser.parse(testCase.source, file: testCase.name)
+    let module = try PassManager([Autodiff(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()]).run(parsed)
+    let jit = try JITProgram(module: module, threads: 2)
+    for function in module.functions {
+        let inputs = RandomInputs.make(for: function, seed: 9)
+        expectClose(try jit.run(function.name, inputs: inputs), try Interpreter().run(function, inputs: inputs), "\(testCase.name) @\(function.name)")
+    }
+}
+
+/// The Hugging Face goldens (made by tools/reference) through compiled code: the frontend's
+/// `@loss_grad` compiled and run by the JIT gives the golden logits, loss and gradients with the
+/// frontend's tolerances, and agrees with the interpreter.
+@Test("compiled models (JIT) match the Hugging Face goldens", arguments: goldenNames())
+func goldensThroughJIT(_ name: String) throws {
+    let golden = try Golden(name)
+    let jit = try JITProgram(module: golden.module, threads: 2)
+    let compiled = try jit.run("loss_grad", inputs: golden.inputs)
+    golden.check(compiled, context: "\(name) (JIT)")
+}

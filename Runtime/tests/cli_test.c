@@ -1,0 +1,321 @@
+/*
+ * cli_test.c: main.c end to end, with the fake program linked into an executable.
+ * Usage: cli_tests PATH/TO/fake_model
+ */
+#include "test.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Test state: the executable under test and a scratch directory. */
+static const char *model;
+static char directory[512];
+
+typedef struct outcome {
+    int status; /* exit status, or -signal */
+    char out[8192];
+    char err[8192];
+} outcome;
+
+static void read_into(const char *path, char *buffer, size_t size) {
+    size_t length = 0;
+    unsigned char *bytes = read_bytes(path, &length);
+    if (length >= size) length = size - 1;
+    if (bytes != NULL) memcpy(buffer, bytes, length);
+    buffer[length] = '\0';
+    free(bytes);
+}
+
+/* Runs the model with `args` (NULL-terminated, without argv[0]), environment as is. */
+static void run(outcome *o, const char *const *args) {
+    char out_path[700], err_path[700];
+    snprintf(out_path, sizeof out_path, "%s/.stdout", directory);
+    snprintf(err_path, sizeof err_path, "%s/.stderr", directory);
+    const char *argv[32];
+    int argc = 0;
+    argv[argc++] = model;
+    for (const char *const *a = args; *a != NULL && argc < 31; a++) argv[argc++] = *a;
+    argv[argc] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(out, 1);
+        dup2(err, 2);
+        execv(model, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    o->status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    read_into(out_path, o->out, sizeof o->out);
+    read_into(err_path, o->err, sizeof o->err);
+    unlink(out_path);
+    unlink(err_path);
+}
+
+static void in_dir(char *out, size_t size, const char *name) {
+    snprintf(out, size, "%s/%s", directory, name);
+}
+
+static const float weight[32] = {0.5f, -1, 2, 0.25f, 1, 1, 1, 1, -3, 0.125f, 4, -0.5f, 0, 0, 0, 0,
+                                 1.5f, 2.5f, -2.5f, 3, 7, -7, 0.75f, 0.25f, 0.5f, 0.5f, 0.5f, 0.5f, -1, -2, -3, -4};
+static const float scale[4] = {1, -1, 0.5f, 2};
+
+/* weights.safetensors (weight shape rows×4) and batch.safetensors with `ids`. */
+static void write_files(int64_t rows, const int64_t *ids) {
+    char weights_path[700], batch_path[700];
+    in_dir(weights_path, sizeof weights_path, "weights.safetensors");
+    in_dir(batch_path, sizeof batch_path, "batch.safetensors");
+    int64_t weight_shape[2] = {rows, 4}, scale_shape[1] = {4}, ids_shape[2] = {2, 3};
+    const gr_st_write_tensor weights[2] = {{"model.shared.weight", GR_ST_F32, 2, weight_shape, weight},
+                                           {"adapter.scale", GR_ST_F32, 1, scale_shape, scale}};
+    const gr_st_write_tensor batch[1] = {{"input_ids", GR_ST_I64, 2, ids_shape, ids}};
+    gr_error err;
+    CHECK_EQ(gr_safetensors_write(weights_path, weights, 2, NULL, 0, &err), 0);
+    CHECK_EQ(gr_safetensors_write(batch_path, batch, 1, NULL, 0, &err), 0);
+}
+
+static const int64_t good_ids[6] = {1, 7, 0, 4, 4, 2};
+
+static void test_help_and_usage_errors(void) {
+    outcome o;
+    run(&o, (const char *[]){"--help", NULL});
+    CHECK_EQ(o.status, 0);
+    CHECK_CONTAINS(o.out, "usage:\n");
+    CHECK_CONTAINS(o.out, " run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]\n");
+    run(&o, (const char *[]){"run", "--help", NULL});
+    CHECK_EQ(o.status, 0);
+    run(&o, (const char *[]){NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "usage:\n");
+    run(&o, (const char *[]){"train", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: unknown command 'train' (commands: run, step, info)");
+    run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", "x.safetensors", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: run needs --out FILE");
+    run(&o, (const char *[]){"run", "--function", "sgd", "--out", "o.safetensors", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: run needs --inputs FILE");
+    run(&o, (const char *[]){"step", "--weights", "w", "--batch", "b", "--out", "o", "--threads", "0", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: --threads must be an integer in [1, 1024], got '0'");
+    run(&o, (const char *[]){"step", "--weights", "w", "--batch", "b", "--out", "o", "--threads=x", NULL});
+    CHECK_EQ(o.status, 2);
+    run(&o, (const char *[]){"step", "--weights", "w", "--batch", "b", "--out", "o", "--function", "f", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: step: unknown option '--function'");
+    run(&o, (const char *[]){"step", "--weights", "w", "--weights", "w2", "--batch", "b", "--out", "o", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: option '--weights' is given more than once");
+    run(&o, (const char *[]){"step", "--weights", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: option '--weights' needs a value");
+    run(&o, (const char *[]){"info", "extra", NULL});
+    CHECK_EQ(o.status, 2);
+}
+
+static void test_info_lists_signatures(void) {
+    outcome o;
+    run(&o, (const char *[]){"info", NULL});
+    CHECK_EQ(o.status, 0);
+    CHECK_CONTAINS(o.out, "@loss_grad (arena 96 bytes)  [step function]\n");
+    CHECK_CONTAINS(o.out, "  %input_ids: i64[2,3] input\n");
+    CHECK_CONTAINS(o.out, "  %model.shared.weight: f32[8,4] frozen\n");
+    CHECK_CONTAINS(o.out, "  -> loss: f32[]\n");
+    CHECK_CONTAINS(o.out, "  -> w.new: f32[4] writes %w\n");
+    CHECK_STR_EQ(o.err, "");
+}
+
+static void test_step_succeeds_and_prints_the_loss(void) {
+    write_files(8, good_ids);
+    char weights[700], batch[700], out[700];
+    in_dir(weights, sizeof weights, "weights.safetensors");
+    in_dir(batch, sizeof batch, "batch.safetensors");
+    in_dir(out, sizeof out, "grads.safetensors");
+    outcome o;
+    float losses[2] = {0, 0};
+    const char *threads[2] = {"1", "2"};
+    for (int k = 0; k < 2; k++) {
+        run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, "--threads", threads[k], NULL});
+        CHECK_EQ(o.status, 0);
+        CHECK_STR_EQ(o.err, "");
+        gr_error err;
+        gr_safetensors *file = gr_safetensors_open(out, 0, &err);
+        CHECK(file != NULL);
+        if (file == NULL) return;
+        const gr_st_tensor *loss = gr_safetensors_find(file, "loss");
+        CHECK(loss != NULL && gr_safetensors_find(file, "grad.adapter.scale") != NULL);
+        losses[k] = *(const float *)loss->data;
+        char want[64];
+        snprintf(want, sizeof want, "loss: %.9g\n", (double)losses[k]);
+        CHECK_CONTAINS(o.out, want);
+        gr_safetensors_close(file);
+    }
+    double expected = 0;
+    for (int t = 0; t < 6; t++) {
+        for (int j = 0; j < 4; j++) expected += (double)weight[good_ids[t] * 4 + j] * scale[j] / 6;
+    }
+    CHECK(fabs(losses[0] - expected) < 1e-6);
+    CHECK(losses[0] == losses[1]);
+    CHECK_CONTAINS(o.out, "wrote 2 results to ");
+}
+
+static void test_run_writes_every_result(void) {
+    char inputs[700], out[700];
+    in_dir(inputs, sizeof inputs, "sgd.safetensors");
+    in_dir(out, sizeof out, "sgd-out.safetensors");
+    float w[4] = {1, 2, 3, 4}, m[4] = {0, 0, 1, 1}, g[4] = {1, 1, 1, 1};
+    int64_t shape[1] = {4};
+    gr_st_write_tensor tensors[3] = {{"w", GR_ST_F32, 1, shape, w}, {"m", GR_ST_F32, 1, shape, m}, {"g", GR_ST_F32, 1, shape, g}};
+    gr_error err;
+    CHECK_EQ(gr_safetensors_write(inputs, tensors, 3, NULL, 0, &err), 0);
+    outcome o;
+    run(&o, (const char *[]){"run", "--function=sgd", "--inputs", inputs, "--out", out, NULL});
+    CHECK_EQ(o.status, 0);
+    CHECK_CONTAINS(o.out, "w.new: f32[4]");
+    CHECK_CONTAINS(o.out, "wrote 2 results to ");
+    gr_safetensors *file = gr_safetensors_open(out, 0, &err);
+    CHECK(file != NULL);
+    if (file != NULL) {
+        const float *w_new = gr_safetensors_find(file, "w.new")->data;
+        const float *m_new = gr_safetensors_find(file, "m.new")->data;
+        CHECK(m_new[0] == 1.0f && m_new[2] == 0.9f * 1 + 1);
+        CHECK(w_new[0] == 1.0f - 0.1f * 1.0f);
+        gr_safetensors_close(file);
+    }
+    run(&o, (const char *[]){"run", "--function", "nope", "--inputs", inputs, "--out", out, NULL});
+    CHECK_EQ(o.status, 1);
+    CHECK_STR_EQ(o.err, "error: the program has no function 'nope' (functions: loss_grad, mixed, sgd)\n");
+}
+
+/* Checks a failed step: exit 1, one "error:" line containing `want`, and no output file. */
+static void expect_step_failure(const char *weights, const char *batch, const char *want, int line) {
+    char out[700];
+    in_dir(out, sizeof out, "failed.safetensors");
+    outcome o;
+    run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, NULL});
+    test_check_i64(o.status, 1, "exit status", __FILE__, line);
+    test_check(strncmp(o.err, "error: ", 7) == 0, "stderr starts with error:", __FILE__, line);
+    test_check(strchr(o.err, '\n') == o.err + strlen(o.err) - 1, "stderr is one line", __FILE__, line);
+    test_check_contains(o.err, want, "stderr", __FILE__, line);
+    test_check(access(out, F_OK) != 0, "no output file", __FILE__, line);
+}
+
+static void test_failures_name_the_file_and_tensor(void) {
+    char weights[700], batch[700], missing[700], want[2000];
+    in_dir(weights, sizeof weights, "weights.safetensors");
+    in_dir(batch, sizeof batch, "batch.safetensors");
+    in_dir(missing, sizeof missing, "missing.safetensors");
+
+    /* A missing weight file. */
+    write_files(8, good_ids);
+    snprintf(want, sizeof want, "error: %s: cannot open: No such file or directory\n", missing);
+    expect_step_failure(missing, batch, want, __LINE__);
+
+    /* A tensor of the wrong shape. */
+    write_files(7, good_ids);
+    snprintf(want, sizeof want, "error: %s: tensor 'model.shared.weight': parameter of function 'loss_grad' needs f32[8,4], got F32 [7, 4]\n",
+             weights);
+    expect_step_failure(weights, batch, want, __LINE__);
+
+    /* A token id out of range, raised by the program. */
+    const int64_t bad_ids[6] = {1, 2, 3, 4, 5, 64};
+    write_files(8, bad_ids);
+    expect_step_failure(weights, batch, "error: fake.tir:4:3: gather: index 64 is out of range [0, 8)\n", __LINE__);
+
+    /* A corrupt checkpoint: one flipped bit in the data. */
+    write_files(8, good_ids);
+    size_t length;
+    unsigned char *bytes = read_bytes(weights, &length);
+    bytes[length - 3] ^= 0x04;
+    write_bytes(weights, bytes, length);
+    free(bytes);
+    snprintf(want, sizeof want, "error: %s: checkpoint is corrupt: CRC mismatch", weights);
+    expect_step_failure(weights, batch, want, __LINE__);
+
+    /* A truncated file. */
+    write_files(8, good_ids);
+    bytes = read_bytes(weights, &length);
+    write_bytes(weights, bytes, length - 5);
+    free(bytes);
+    snprintf(want, sizeof want, "error: %s: tensor '", weights);
+    expect_step_failure(weights, batch, want, __LINE__);
+    expect_step_failure(weights, batch, "run past the end of the data buffer", __LINE__);
+
+    /* A parameter in no file, one in two files. */
+    write_files(8, good_ids);
+    snprintf(want, sizeof want, "error: function 'loss_grad': parameter 'input_ids' (i64[2,3], input) is in none of: %s, %s\n", weights,
+             weights);
+    expect_step_failure(weights, weights, want, __LINE__);
+    snprintf(want, sizeof want, "error: function 'loss_grad': parameter 'input_ids' is in both %s and %s\n", batch, batch);
+    expect_step_failure(batch, batch, want, __LINE__);
+
+    /* An output path that cannot be written: exit 1, the old inputs untouched. */
+    char out[700];
+    snprintf(out, sizeof out, "%s/no/such/dir/g.safetensors", directory);
+    outcome o;
+    run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, NULL});
+    CHECK_EQ(o.status, 1);
+    CHECK_CONTAINS(o.err, "No such file or directory");
+}
+
+static void test_invalid_thread_environment(void) {
+    write_files(8, good_ids);
+    char weights[700], batch[700], out[700];
+    in_dir(weights, sizeof weights, "weights.safetensors");
+    in_dir(batch, sizeof batch, "batch.safetensors");
+    in_dir(out, sizeof out, "g.safetensors");
+    setenv("GRANULE_THREADS", "many", 1);
+    outcome o;
+    run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, NULL});
+    CHECK_EQ(o.status, 1);
+    CHECK_STR_EQ(o.err, "error: GRANULE_THREADS must be an integer in [1, 1024], got 'many'\n");
+    run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, "--threads", "2", NULL});
+    CHECK_EQ(o.status, 0);
+    unsetenv("GRANULE_THREADS");
+}
+
+static void test_no_temporary_files_left(void) {
+    /* Everything written above went through atomic writes: only the named files remain. */
+    int entries = count_entries(directory);
+    DIR *dir = opendir(directory);
+    struct dirent *e;
+    bool temporary = false;
+    while (dir != NULL && (e = readdir(dir)) != NULL) {
+        if (strstr(e->d_name, ".tmp-") != NULL) temporary = true;
+    }
+    if (dir != NULL) closedir(dir);
+    CHECK(!temporary);
+    CHECK(entries >= 3);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: cli_tests PATH/TO/fake_model\n");
+        return 2;
+    }
+    double start = test_now();
+    model = argv[1];
+    unsetenv("GRANULE_THREADS");
+    make_temp_dir(directory, sizeof directory);
+    printf("suite cli (%s)\n", model);
+    RUN(test_help_and_usage_errors);
+    RUN(test_info_lists_signatures);
+    RUN(test_step_succeeds_and_prints_the_loss);
+    RUN(test_run_writes_every_result);
+    RUN(test_failures_name_the_file_and_tensor);
+    RUN(test_invalid_thread_environment);
+    RUN(test_no_temporary_files_left);
+    remove_tree(directory);
+    return test_report(start);
+}
