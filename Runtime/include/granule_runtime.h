@@ -130,7 +130,7 @@ void gr_parallel_for(gr_runtime *rt, gr_kernel_fn fn, int64_t count, void *const
 enum {
     GR_RAISE_INDEX = 1,    /**< index `value` out of range [0, bound) (gather, scatter_add) */
     GR_RAISE_LABEL = 2,    /**< label `value` out of range [0, bound) (cross_entropy) */
-    GR_RAISE_DIV_ZERO = 3, /**< integer division by zero; value = dividend, bound unused */
+    GR_RAISE_DIV_ZERO = 3, /**< integer division by zero; value and bound unused */
     GR_RAISE_CAST = 4      /**< float → int cast of NaN or an out-of-range value; value, bound unused */
 };
 
@@ -398,7 +398,7 @@ enum {
  * aligned for the element type), allocates the results (zeroed) and the arena. Errors name the
  * parameter, the files searched, and expected vs. got:
  *   "function 'loss_grad': parameter 'w' (f32[4,4], frozen) is in none of: a.safetensors, b.safetensors"
- *   "b.safetensors: tensor 'w': parameter of function 'loss_grad' needs f32[4,4], got F32 [4,3]"
+ *   "b.safetensors: tensor 'w': parameter of function 'loss_grad' needs f32[4,4], got F32 [4, 3]"
  * The files must stay open while the binding lives.
  */
 gr_binding *gr_binding_create(const gr_function *function, gr_safetensors *const *files,

@@ -11,6 +11,7 @@
 #include "granule_runtime.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -148,29 +149,55 @@ static int fail(const gr_error *err) {
     return EXIT_ERROR;
 }
 
-/* One line per result: its name, type and value (scalars) or a few statistics. */
+/* One line per result, as `granule run` prints it: the value of a scalar, else the norm and the
+ * first values of a float tensor or the first values of an integer one. */
 static void print_summary(const gr_value_spec *spec, const void *data) {
     char type[256];
     gr_value_spec_type(spec, type, sizeof type);
     printf("%s: %s", spec->name, type);
-    if (spec->count == 1) {
+    bool is_float = spec->dtype == GR_F32 || spec->dtype == GR_F64;
+    double first[8];
+    int64_t shown = spec->count < 8 ? spec->count : 8;
+    for (int64_t i = 0; i < shown; i++) {
         switch (spec->dtype) {
-        case GR_F32: printf(" = %.9g\n", (double)*(const float *)data); return;
-        case GR_F64: printf(" = %.17g\n", *(const double *)data); return;
-        case GR_I32: printf(" = %" PRId32 "\n", *(const int32_t *)data); return;
-        case GR_I64: printf(" = %" PRId64 "\n", *(const int64_t *)data); return;
-        case GR_I1: printf(" = %u\n", (unsigned)*(const uint8_t *)data); return;
+        case GR_F32: first[i] = ((const float *)data)[i]; break;
+        case GR_F64: first[i] = ((const double *)data)[i]; break;
+        case GR_I32: first[i] = ((const int32_t *)data)[i]; break;
+        case GR_I64: first[i] = (double)((const int64_t *)data)[i]; break;
+        case GR_I1: first[i] = ((const uint8_t *)data)[i]; break;
         }
     }
-    if (spec->dtype == GR_F32 || spec->dtype == GR_F64) {
-        double norm = 0;
+    if (spec->count == 1) {
+        if (spec->dtype == GR_I64) {
+            printf(" = %" PRId64 "\n", *(const int64_t *)data);
+        } else {
+            printf(is_float ? " = %.9g\n" : " = %.0f\n", first[0]);
+        }
+        return;
+    }
+    if (is_float) {
+        if (spec->count == 0) {
+            printf("\n");
+            return;
+        }
+        double squares = 0;
         for (int64_t i = 0; i < spec->count; i++) {
             double v = spec->dtype == GR_F32 ? (double)((const float *)data)[i] : ((const double *)data)[i];
-            norm += v * v;
+            squares += v * v;
         }
-        if (spec->count > 0) printf(" sum of squares %.9g", norm);
+        printf(" norm %.9g [", sqrt(squares));
+        if (shown > 4) shown = 4;
+    } else {
+        printf(" [");
     }
-    printf("\n");
+    for (int64_t i = 0; i < shown; i++) {
+        if (spec->dtype == GR_I64) {
+            printf(i > 0 ? ", %" PRId64 : "%" PRId64, ((const int64_t *)data)[i]);
+        } else {
+            printf(is_float ? (i > 0 ? ", %.9g" : "%.9g") : (i > 0 ? ", %.0f" : "%.0f"), first[i]);
+        }
+    }
+    printf("%s]\n", spec->count > shown ? ", ..." : "");
 }
 
 static int command_info(const gr_program *program) {

@@ -4,7 +4,9 @@
  * arena larger than the memory in use costs nothing until touched and a too-large one fails
  * cleanly instead of being half-allocated.
  */
-#define _DEFAULT_SOURCE
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MADV_HUGEPAGE */
+#endif
 
 #include "internal.h"
 

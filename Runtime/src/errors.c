@@ -131,7 +131,7 @@ const char *gr_error_message(gr_runtime *rt) {
         gr_text_append(&text, "label %" PRId64 " is out of range [0, %" PRId64 ")", r->value, r->bound);
         break;
     case GR_RAISE_DIV_ZERO:
-        gr_text_append(&text, "integer division by zero (%" PRId64 " / 0)", r->value);
+        gr_text_append(&text, "integer division by zero");
         break;
     case GR_RAISE_CAST:
         gr_text_append(&text, "invalid cast: a NaN or out-of-range float cannot become an integer");

@@ -2,7 +2,9 @@
  * runtime.c: the gr_runtime context. It owns the thread pool and the run-time error; nothing in
  * the runtime lives outside it.
  */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
 
 #include "internal.h"
 

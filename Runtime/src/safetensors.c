@@ -17,7 +17,9 @@
  * the CRC-32 of the data, and writes through a temporary file in the same directory that is
  * fsynced and renamed over the target; a failure removes the temporary file and leaves the target.
  */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
 
 #include "internal.h"
 

@@ -14,7 +14,9 @@
  * Not done: nesting. A gr_parallel_for issued from inside a kernel (or while another thread owns
  * the pool) runs its kernel directly on the calling thread, which is always correct.
  */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
 
 #include "internal.h"
 

@@ -193,6 +193,26 @@ static void test_run_writes_every_result(void) {
         CHECK(w_new[0] == 1.0f - 0.1f * 1.0f);
         gr_safetensors_close(file);
     }
+    /* Every dtype, printed as `granule run` prints results. */
+    char mixed[700];
+    in_dir(mixed, sizeof mixed, "mixed.safetensors");
+    uint8_t mask[5] = {1, 0, 1, 1, 0};
+    int32_t counts[5] = {10, -20, 30, 41, 7};
+    double x[2] = {0.25, 0.5};
+    int64_t seed = 77;
+    int32_t divisor = 3;
+    int64_t s5[1] = {5}, s2[1] = {2};
+    gr_st_write_tensor values[5] = {{"mask", GR_ST_BOOL, 1, s5, mask}, {"counts", GR_ST_I32, 1, s5, counts}, {"x", GR_ST_F64, 1, s2, x},
+                                    {"seed", GR_ST_I64, 0, NULL, &seed}, {"divisor", GR_ST_I32, 0, NULL, &divisor}};
+    CHECK_EQ(gr_safetensors_write(mixed, values, 5, NULL, 0, &err), 0);
+    run(&o, (const char *[]){"run", "--function", "mixed", "--inputs", mixed, "--out", out, NULL});
+    CHECK_EQ(o.status, 0);
+    CHECK_CONTAINS(o.out, "masked: i32[5] [10, 0, 30, 41, 0]\n");
+    CHECK_CONTAINS(o.out, "total: f64[] = 0.75\n");
+    CHECK_CONTAINS(o.out, "quotient: i32[5] [3, -6, 10, 13, 2]\n");
+    CHECK_CONTAINS(o.out, "keep: i1[5] [");
+    run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", inputs, "--out", out, NULL});
+    CHECK_CONTAINS(o.out, "m.new: f32[4] norm 3.03644526 [1, 1, 1.89999998, 1.89999998]\n");
     run(&o, (const char *[]){"run", "--function", "nope", "--inputs", inputs, "--out", out, NULL});
     CHECK_EQ(o.status, 1);
     CHECK_STR_EQ(o.err, "error: the program has no function 'nope' (functions: loss_grad, mixed, sgd)\n");

@@ -26,7 +26,7 @@ static void test_messages_of_each_kind(void) {
     CHECK_STR_EQ(gr_error_message(rt), "m.tir:20:5: cross_entropy: label -3 is out of range [0, 50265)");
     gr_runtime_reset_error(rt);
     gr_raise(rt, 7, GR_RAISE_DIV_ZERO, 12, 0);
-    CHECK_STR_EQ(gr_error_message(rt), "op #7: integer division by zero (12 / 0)");
+    CHECK_STR_EQ(gr_error_message(rt), "op #7: integer division by zero");
     gr_runtime_reset_error(rt);
     gr_raise(rt, -1, GR_RAISE_CAST, 0, 0);
     CHECK_STR_EQ(gr_error_message(rt), "op #-1: invalid cast: a NaN or out-of-range float cannot become an integer");

@@ -416,7 +416,7 @@ static void test_every_dtype_binds(void) {
     file = gr_safetensors_open(inputs_path, 0, &err);
     b = gr_binding_create(gr_program_find(program, "mixed"), &file, 1, 0, &err);
     CHECK(b != NULL && gr_binding_call(rt, b, &err) != 0);
-    CHECK_STR_EQ(err.message, "fake.tir:9:3: div: integer division by zero (10 / 0)");
+    CHECK_STR_EQ(err.message, "fake.tir:9:3: div: integer division by zero");
     gr_binding_free(b);
     gr_runtime_destroy(rt);
     gr_program_free(program);

@@ -10,7 +10,9 @@
 #ifndef GRANULE_RUNTIME_TEST_H
 #define GRANULE_RUNTIME_TEST_H
 
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
 
 #include "../src/internal.h"
 
