@@ -46,7 +46,7 @@ static int64_t run_chunks(gr_pool *pool, gr_kernel_fn fn, void *const *ctx, int6
 static void *worker_main(void *argument) {
     gr_pool *pool = argument;
     pthread_mutex_lock(&pool->lock);
-    uint64_t seen = pool->generation;
+    uint64_t seen = 0; /* the generation before the first job: a worker that starts late joins it */
     for (;;) {
         while (!pool->stopping && pool->generation == seen) pthread_cond_wait(&pool->wake, &pool->lock);
         if (pool->stopping) break;

@@ -88,6 +88,33 @@ static void test_every_item_once_in_contiguous_chunks(void) {
     }
 }
 
+/* Sleeps 50 ms per chunk and records which thread ran it. */
+static void sleepy_kernel(int64_t begin, int64_t end, void *const *ctx) {
+    pthread_t *threads = ctx[0];
+    for (int64_t i = begin; i < end; i++) threads[i] = pthread_self();
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+}
+
+static void test_chunks_run_concurrently(void) {
+    gr_runtime *rt = gr_runtime_create(4);
+    pthread_t threads[4];
+    void *ctx[1] = {threads};
+    double start = test_now();
+    gr_parallel_for(rt, sleepy_kernel, 4, ctx);
+    double elapsed = test_now() - start;
+    printf("       4 chunks of 50 ms on 4 threads: %.0f ms\n", elapsed * 1e3);
+    CHECK(elapsed < 0.15); /* one after another would take 200 ms */
+    int distinct = 0;
+    for (int i = 0; i < 4; i++) {
+        bool seen = false;
+        for (int j = 0; j < i; j++) seen |= pthread_equal(threads[i], threads[j]) != 0;
+        distinct += !seen;
+    }
+    CHECK_EQ(distinct, 4);
+    gr_runtime_destroy(rt);
+}
+
 static void count_kernel(int64_t begin, int64_t end, void *const *ctx) {
     atomic_fetch_add((_Atomic int64_t *)ctx[0], end - begin);
 }
@@ -203,6 +230,7 @@ static void test_thread_count_sources(void) {
 void suite_threadpool(void) {
     RUN(test_sums_over_ten_million_equal_serial);
     RUN(test_every_item_once_in_contiguous_chunks);
+    RUN(test_chunks_run_concurrently);
     RUN(test_many_small_jobs);
     RUN(test_small_counts_run_directly);
     RUN(test_nested_calls_run_inline);

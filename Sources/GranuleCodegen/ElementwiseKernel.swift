@@ -247,6 +247,7 @@ struct ElementEvaluator {
             let root = module.call("llvm.sqrt.\(floatSuffix(type.dtype))", type.dtype, operands, ir)
             return ir.value("fdiv \(t) \(llvmFloat(1, type.dtype)), \(root)")
         case .sigmoid:
+            if type.dtype == .f32 { return libm("sigmoid", .f32, operands) }
             let negated = ir.value("fneg \(t) \(operands[0])")
             let exponential = libm("exp", type.dtype, [negated])
             let denominator = ir.value("fadd \(t) \(llvmFloat(1, type.dtype)), \(exponential)")
@@ -305,8 +306,14 @@ struct ElementEvaluator {
 
     private func floatSuffix(_ dtype: DType) -> String { dtype == .f32 ? "f32" : "f64" }
 
+    /// libm for doubles (and float log/pow); float exp, tanh and erf use the inline polynomials
+    /// of `VectorMath`, which vectorize.
     private func libm(_ name: String, _ dtype: DType, _ operands: [String]) -> String {
-        module.call(dtype == .f32 ? name + "f" : name, dtype, operands, ir)
+        if dtype == .f32, ["exp", "tanh", "erf", "sigmoid"].contains(name) {
+            module.useVectorMath()
+            return ir.value("call float @gr.\(name)f(float \(operands[0]))")
+        }
+        return module.call(dtype == .f32 ? name + "f" : name, dtype, operands, ir)
     }
 
     private func gelu(_ x: String, _ dtype: DType, approx: String) -> String {

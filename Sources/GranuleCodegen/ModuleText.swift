@@ -8,6 +8,16 @@ final class ModuleText {
 
     func declare(_ declaration: String) { declarations.insert(declaration) }
 
+    private var vectorMath = false
+
+    /// Adds the inline polynomial math functions (once).
+    func useVectorMath() {
+        guard !vectorMath else { return }
+        vectorMath = true
+        VectorMath.declarations.forEach(declare)
+        functions.append(VectorMath.definitions)
+    }
+
     private var globalNames: Set<String> = []
     /// Kernels by their text with the name blanked out: identical kernels (every layer's bias add)
     /// are emitted once.

@@ -1,0 +1,43 @@
+import Foundation
+import GranuleIR
+import GranuleInterpreter
+import GranuleJIT
+import Testing
+
+/// The inline float32 polynomials against libm in double, over their useful range.
+@Test("vectorized exp, tanh, sigmoid and erf are accurate", arguments: [
+    ("exp", -87.0, 88.0),
+    ("tanh", -12.0, 12.0),
+    ("sigmoid", -30.0, 30.0),
+    ("erf", -6.0, 6.0),
+])
+func vectorMathAccuracy(_ op: String, _ low: Double, _ high: Double) throws {
+    let count = 20_001
+    let module = try Parser.parse("""
+        func @f(%x: f32[\(count)] input) -> (y: f32[\(count)]) {
+          %y = \(op) %x : f32[\(count)]
+          return %y
+        }
+        """)
+    let xs = (0..<count).map { Double(Float(low + (high - low) * Double($0) / Double(count - 1))) }
+    let result = try JITProgram(module: module, threads: 1).run("f", inputs: ["x": Tensor(TensorType(.f32, [count]), floats: xs)])
+    let ys = result[0].tensor.floats
+    var worstRelative = 0.0
+    var worstAbsolute = 0.0
+    for (x, y) in zip(xs, ys) {
+        let exact: Double
+        switch op {
+        case "exp": exact = Foundation.exp(x)
+        case "tanh": exact = Foundation.tanh(x)
+        case "sigmoid": exact = 1 / (1 + Foundation.exp(-x))
+        default: exact = Foundation.erf(x)
+        }
+        worstAbsolute = max(worstAbsolute, Swift.abs(y - exact))
+        worstRelative = max(worstRelative, Swift.abs(y - exact) / max(Swift.abs(exact), Double(Float.leastNormalMagnitude)))
+    }
+    if op == "exp" {
+        #expect(worstRelative <= 3e-7, "exp relative error \(worstRelative)")
+    } else {
+        #expect(worstAbsolute <= (op == "erf" ? 5e-7 : 2.5e-7), "\(op) absolute error \(worstAbsolute)")
+    }
+}
