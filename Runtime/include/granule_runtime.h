@@ -85,7 +85,8 @@ const char *gr_error_message(gr_runtime *rt);
 /** Clears the run-time error (gr_binding_call does it before each call). */
 void gr_runtime_reset_error(gr_runtime *rt);
 
-/** Makes gr_error_message describe op ids with `program`'s manifest; NULL detaches. */
+/** Makes gr_error_message describe op ids with `program`'s manifest (which must outlive the
+ *  attachment; gr_binding_call attaches its function's program); NULL detaches. */
 void gr_runtime_attach_program(gr_runtime *rt, const gr_program *program);
 
 /* ============================================================================================ */

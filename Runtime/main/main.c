@@ -8,6 +8,10 @@
  * Exit status: 0 on success, 1 on any error (one line "error: ..." on stderr naming the file,
  * tensor or field), 2 on a usage error.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* stat */
+#endif
+
 #include "granule_runtime.h"
 
 #include <inttypes.h>
@@ -17,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Exported by the generated object. */
 extern const char granule_manifest[];
@@ -220,6 +225,17 @@ static int command_info(const gr_program *program) {
     return EXIT_OK;
 }
 
+/* Whether paths[i] names the same file as an earlier path (a file given twice is read once). */
+static bool same_file_given_before(const char *const *paths, int i) {
+    struct stat info;
+    if (stat(paths[i], &info) != 0) return false;
+    for (int j = 0; j < i; j++) {
+        struct stat other;
+        if (stat(paths[j], &other) == 0 && other.st_dev == info.st_dev && other.st_ino == info.st_ino) return true;
+    }
+    return false;
+}
+
 /* Opens the files, binds and calls the function, writes the results. */
 static int execute(const gr_function *fn, const char *const *paths, int path_count, const char *out, int threads, bool print_loss) {
     gr_error err;
@@ -227,11 +243,14 @@ static int execute(const gr_function *fn, const char *const *paths, int path_cou
     gr_runtime *rt = NULL;
     gr_binding *binding = NULL;
     int status = EXIT_ERROR;
+    int file_count = 0;
     for (int i = 0; i < path_count; i++) {
-        files[i] = gr_safetensors_open(paths[i], 0, &err);
-        if (files[i] == NULL) goto done;
+        if (same_file_given_before(paths, i)) continue; /* e.g. --weights W --batch W */
+        files[file_count] = gr_safetensors_open(paths[i], 0, &err);
+        if (files[file_count] == NULL) goto done;
+        file_count++;
     }
-    binding = gr_binding_create(fn, files, (size_t)path_count, 0, &err);
+    binding = gr_binding_create(fn, files, (size_t)file_count, 0, &err);
     if (binding == NULL) goto done;
     rt = gr_runtime_create_checked(threads, &err);
     if (rt == NULL) goto done;
@@ -252,7 +271,7 @@ done:
     if (status != EXIT_OK) fail(&err);
     gr_runtime_destroy(rt);
     gr_binding_free(binding);
-    for (int i = 0; i < path_count; i++) gr_safetensors_close(files[i]);
+    for (int i = 0; i < MAX_INPUTS; i++) gr_safetensors_close(files[i]);
     return status;
 }
 

@@ -213,6 +213,11 @@ static void test_run_writes_every_result(void) {
     CHECK_CONTAINS(o.out, "keep: i1[5] [");
     run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", inputs, "--out", out, NULL});
     CHECK_CONTAINS(o.out, "m.new: f32[4] norm 3.03644526 [1, 1, 1.89999998, 1.89999998]\n");
+    /* The same file given twice is read once (through another path, too). */
+    char again[800];
+    snprintf(again, sizeof again, "%s/./sgd.safetensors", directory);
+    run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", inputs, "--inputs", again, "--out", out, NULL});
+    CHECK_EQ(o.status, 0);
     run(&o, (const char *[]){"run", "--function", "nope", "--inputs", inputs, "--out", out, NULL});
     CHECK_EQ(o.status, 1);
     CHECK_STR_EQ(o.err, "error: the program has no function 'nope' (functions: loss_grad, mixed, sgd)\n");
@@ -272,13 +277,17 @@ static void test_failures_name_the_file_and_tensor(void) {
     expect_step_failure(weights, batch, want, __LINE__);
     expect_step_failure(weights, batch, "run past the end of the data buffer", __LINE__);
 
-    /* A parameter in no file, one in two files. */
+    /* A parameter in no file (a file given twice is searched once), one in two files. */
     write_files(8, good_ids);
-    snprintf(want, sizeof want, "error: function 'loss_grad': parameter 'input_ids' (i64[2,3], input) is in none of: %s, %s\n", weights,
-             weights);
+    snprintf(want, sizeof want, "error: function 'loss_grad': parameter 'input_ids' (i64[2,3], input) is in none of: %s\n", weights);
     expect_step_failure(weights, weights, want, __LINE__);
-    snprintf(want, sizeof want, "error: function 'loss_grad': parameter 'input_ids' is in both %s and %s\n", batch, batch);
-    expect_step_failure(batch, batch, want, __LINE__);
+    char other_batch[700];
+    in_dir(other_batch, sizeof other_batch, "batch-copy.safetensors");
+    bytes = read_bytes(batch, &length);
+    write_bytes(other_batch, bytes, length);
+    free(bytes);
+    snprintf(want, sizeof want, "error: function 'loss_grad': parameter 'input_ids' is in both %s and %s\n", batch, other_batch);
+    expect_step_failure(batch, other_batch, want, __LINE__);
 
     /* An output path that cannot be written: exit 1, the old inputs untouched. */
     char out[700];
