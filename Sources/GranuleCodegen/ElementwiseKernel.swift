@@ -390,8 +390,8 @@ struct ElementEvaluator {
         let offset = (try? op.attributes.int("offset")) ?? 0
         guard rate > 0 else { return x }
         let index = linearIndex(type.shape)
-        module.declare("declare i32 @gr_philox_word(i64, i64, i64)")
-        let word = ir.value("call i32 @gr_philox_word(i64 \(seed), i64 \(offset), i64 \(index))")
+        module.usePhilox()
+        let word = ir.value("call i32 @gr.philox_word(i64 \(seed), i64 \(offset), i64 \(index))")
         let high = ir.value("lshr i32 \(word), 8")
         let keep = ir.value("fcmp oge double \(ir.value("uitofp i32 \(high) to double")), \(llvmFloat(rate * 16777216.0, .f64))")
         let t = type.dtype.llvm

@@ -18,6 +18,15 @@ final class ModuleText {
         functions.append(VectorMath.definitions)
     }
 
+    private var philox = false
+
+    /// Adds the inline Philox word function (once).
+    func usePhilox() {
+        guard !philox else { return }
+        philox = true
+        functions.append(VectorMath.philox)
+    }
+
     private var globalNames: Set<String> = []
     /// Kernels by their text with the name blanked out: identical kernels (every layer's bias add)
     /// are emitted once.

@@ -107,6 +107,9 @@ struct FunctionEmitter {
     mutating func emit() throws(Diagnostic) {
         let entry = IRText()
         entry.begin()
+        // GEMMs are threaded by Granule's pool: OpenBLAS itself runs on the calling thread.
+        module.declare("declare void @openblas_set_num_threads(i32)")
+        entry.emit("call void @openblas_set_num_threads(i32 1)")
         var pointers: [Value: String] = [:]
         let parameterCount = function.parameters.count
         func pointer(_ value: Value) -> String {
@@ -171,7 +174,7 @@ struct FunctionEmitter {
                 let op = function.operations[opIndex]
                 if op.opcode == .matmul {
                     let dims = try TypeRules.matmulDims(function.type(of: op.operands[0]), function.type(of: op.operands[1]), op.attributes)
-                    try emitMatmul(entry, op, a: pointer(operands[0]), b: pointer(operands[1]), c: pointer(op.result))
+                    try emitMatmul(entry, op, a: pointer(operands[0]), b: pointer(operands[1]), c: pointer(op.result), name: kernelName)
                     gemms += 1
                     let batch = dims.batch.reduce(1, *)
                     flops += 2 * batch * dims.m * dims.n * dims.k
@@ -236,9 +239,11 @@ struct FunctionEmitter {
         }
     }
 
-    /// `cblas_?gemm` calls: one for a shared right-hand matrix (rows of every batch stacked),
-    /// otherwise one per batch in a loop.
-    private func emitMatmul(_ entry: IRText, _ op: Operation, a: String, b: String, c: String) throws(Diagnostic) {
+    /// GEMMs through `cblas_?gemm`, threaded by the runtime's pool rather than by OpenBLAS (which
+    /// runs single-threaded, so that its spinning workers never compete with Granule's): a single
+    /// GEMM (or a shared right-hand matrix times every batch's rows, stacked) is split into row
+    /// blocks; batched GEMMs are split by batch.
+    private func emitMatmul(_ entry: IRText, _ op: Operation, a: String, b: String, c: String, name: String) throws(Diagnostic) {
         let aType = function.type(of: op.operands[0])
         let bType = function.type(of: op.operands[1])
         let dims = try TypeRules.matmulDims(aType, bType, op.attributes)
@@ -254,23 +259,45 @@ struct FunctionEmitter {
         let ldc = max(1, dims.n)
         let one = llvmFloat(1, aType.dtype)
         let zero = llvmFloat(0, aType.dtype)
-        func call(_ m: Int, _ aPointer: String, _ bPointer: String, _ cPointer: String) {
-            entry.emit("call void @\(routine)(i32 101, i32 \(transposeA ? 112 : 111), i32 \(transposeB ? 112 : 111), i32 \(m), i32 \(dims.n), i32 \(dims.k), \(scalar) \(one), ptr \(aPointer), i32 \(lda), ptr \(bPointer), i32 \(ldb), \(scalar) \(zero), ptr \(cPointer), i32 \(ldc))")
-        }
         let sharedB = bType.rank == 2
-        if batch == 1 || (sharedB && !transposeA) {
-            call(batch * dims.m, a, b, c)
-            return
+        let stacked = batch == 1 || (sharedB && !transposeA)
+
+        let kernel = IRText()
+        kernel.begin()
+        let pointers = (1...3).map { slot -> String in
+            let address = kernel.value("getelementptr ptr, ptr %ctx, i64 \(slot)", "a")
+            return kernel.value("load ptr, ptr \(address)", "m")
         }
-        entry.loop(from: "0", to: String(batch), "batch") { index in
-            let aOffset = entry.value("mul i64 \(index), \(dims.m * dims.k * elementSize)")
-            let bOffset = sharedB ? "0" : entry.value("mul i64 \(index), \(dims.k * dims.n * elementSize)")
-            let cOffset = entry.value("mul i64 \(index), \(dims.m * dims.n * elementSize)")
-            call(dims.m,
-                entry.value("getelementptr i8, ptr \(a), i64 \(aOffset)", "pa"),
-                entry.value("getelementptr i8, ptr \(b), i64 \(bOffset)", "pb"),
-                entry.value("getelementptr i8, ptr \(c), i64 \(cOffset)", "pc"))
+        func call(_ rows: String, _ aPointer: String, _ bPointer: String, _ cPointer: String) {
+            let m = kernel.value("trunc i64 \(rows) to i32")
+            kernel.emit("call void @\(routine)(i32 101, i32 \(transposeA ? 112 : 111), i32 \(transposeB ? 112 : 111), i32 \(m), i32 \(dims.n), i32 \(dims.k), \(scalar) \(one), ptr \(aPointer), i32 \(lda), ptr \(bPointer), i32 \(ldb), \(scalar) \(zero), ptr \(cPointer), i32 \(ldc))")
         }
+        let work: Int
+        if stacked {
+            // Rows [begin, end) of the (stacked) product.
+            work = batch * dims.m
+            let rows = kernel.value("sub i64 %end, %begin")
+            let aOffset = kernel.value("mul i64 %begin, \((transposeA ? 1 : lda) * elementSize)")
+            let cOffset = kernel.value("mul i64 %begin, \(ldc * elementSize)")
+            call(rows, kernel.value("getelementptr i8, ptr \(pointers[0]), i64 \(aOffset)", "pa"), pointers[1],
+                kernel.value("getelementptr i8, ptr \(pointers[2]), i64 \(cOffset)", "pc"))
+        } else {
+            // Whole GEMMs for batches [begin, end).
+            work = batch
+            kernel.loop(from: "%begin", to: "%end", "batch") { index in
+                let aOffset = kernel.value("mul i64 \(index), \(dims.m * dims.k * elementSize)")
+                let bOffset = sharedB ? "0" : kernel.value("mul i64 \(index), \(dims.k * dims.n * elementSize)")
+                let cOffset = kernel.value("mul i64 \(index), \(dims.m * dims.n * elementSize)")
+                call(String(dims.m),
+                    kernel.value("getelementptr i8, ptr \(pointers[0]), i64 \(aOffset)", "pa"),
+                    kernel.value("getelementptr i8, ptr \(pointers[1]), i64 \(bOffset)", "pb"),
+                    kernel.value("getelementptr i8, ptr \(pointers[2]), i64 \(cOffset)", "pc"))
+            }
+        }
+        kernel.emit("ret void")
+        let text = "define internal void @\(name)(i64 %begin, i64 %end, ptr %ctx) {\n" + kernel.body + "\n}\n"
+        let callee = module.addKernel(name, text)
+        if dims.m > 0 && dims.n > 0 { launch(entry, callee, rows: work, buffers: [a, b, c], checks: false) }
     }
 
     private func manifestJSON() -> JSON {

@@ -68,6 +68,67 @@ enum VectorMath {
     }
     """
 
+    /// `gr_philox_word` inline (bit-identical to the runtime's and to Philox.swift): word
+    /// `index % 4` of Philox4x32-10 at counter (block lo, block hi, offset lo, offset hi) with
+    /// block = index / 4 and key (seed lo, seed hi). Ten unrolled rounds of 32×32→64 multiplies,
+    /// which vectorize, instead of a call per element.
+    static var philox: String {
+        var lines = [
+            "define internal i32 @gr.philox_word(i64 %seed, i64 %offset, i64 %index) alwaysinline {",
+            "  %block = lshr i64 %index, 2",
+            "  %c0.0 = trunc i64 %block to i32",
+            "  %bh = lshr i64 %block, 32",
+            "  %c1.0 = trunc i64 %bh to i32",
+            "  %c2.0 = trunc i64 %offset to i32",
+            "  %oh = lshr i64 %offset, 32",
+            "  %c3.0 = trunc i64 %oh to i32",
+            "  %k0.0 = trunc i64 %seed to i32",
+            "  %sh = lshr i64 %seed, 32",
+            "  %k1.0 = trunc i64 %sh to i32",
+        ]
+        for round in 0..<10 {
+            let (p, n) = (round, round + 1)
+            var k0 = "%k0.\(p)", k1 = "%k1.\(p)"
+            if round > 0 {
+                lines.append("  %k0.\(n)b = add i32 %k0.\(p), -1640531527")  // + 0x9E3779B9
+                lines.append("  %k1.\(n)b = add i32 %k1.\(p), -1150833019")  // + 0xBB67AE85
+                k0 = "%k0.\(n)b"
+                k1 = "%k1.\(n)b"
+            }
+            lines += [
+                "  %a\(n) = zext i32 %c0.\(p) to i64",
+                "  %p0.\(n) = mul i64 %a\(n), 3528531795",  // 0xD2511F53
+                "  %b\(n) = zext i32 %c2.\(p) to i64",
+                "  %p1.\(n) = mul i64 %b\(n), 3449720151",  // 0xCD9E8D57
+                "  %h1.\(n) = lshr i64 %p1.\(n), 32",
+                "  %h1t.\(n) = trunc i64 %h1.\(n) to i32",
+                "  %x0.\(n) = xor i32 %h1t.\(n), %c1.\(p)",
+                "  %c0.\(n) = xor i32 %x0.\(n), \(k0)",
+                "  %c1.\(n) = trunc i64 %p1.\(n) to i32",
+                "  %h0.\(n) = lshr i64 %p0.\(n), 32",
+                "  %h0t.\(n) = trunc i64 %h0.\(n) to i32",
+                "  %x2.\(n) = xor i32 %h0t.\(n), %c3.\(p)",
+                "  %c2.\(n) = xor i32 %x2.\(n), \(k1)",
+                "  %c3.\(n) = trunc i64 %p0.\(n) to i32",
+            ]
+            if round > 0 { lines.append("  %k0.\(n) = add i32 \(k0), 0\n  %k1.\(n) = add i32 \(k1), 0") } else {
+                lines.append("  %k0.\(n) = add i32 %k0.\(p), 0\n  %k1.\(n) = add i32 %k1.\(p), 0")
+            }
+        }
+        lines += [
+            "  %lane = and i64 %index, 3",
+            "  %is1 = icmp eq i64 %lane, 1",
+            "  %is2 = icmp eq i64 %lane, 2",
+            "  %is3 = icmp eq i64 %lane, 3",
+            "  %w1 = select i1 %is1, i32 %c1.10, i32 %c0.10",
+            "  %w2 = select i1 %is2, i32 %c2.10, i32 %w1",
+            "  %w3 = select i1 %is3, i32 %c3.10, i32 %w2",
+            "  ret i32 %w3",
+            "}",
+        ]
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     static let declarations = [
         "declare float @llvm.maxnum.f32(float, float)",
         "declare float @llvm.minnum.f32(float, float)",
