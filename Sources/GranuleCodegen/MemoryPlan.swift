@@ -45,6 +45,7 @@ struct MemoryPlan {
             case .elementwise(let root, _): written.append((index, root))
             case .copy(_, let target): written.append((index, target))
             case .op(let opIndex, _): written.append((index, function.operations[opIndex].result))
+            case .gemm(_, _, let output, _): written.append((index, output))
             case .copyToResult: break
             }
         }
@@ -109,6 +110,9 @@ struct MemoryPlan {
             addLeaf(source)
         case .op(_, let operands):
             result += operands
+        case .gemm(_, let operands, let output, let accumulate):
+            result += operands
+            if accumulate { result.append(output) }
         }
         return Array(Set(result)).sorted()
     }

@@ -170,24 +170,23 @@ struct FunctionEmitter {
                 launch(entry, callee, rows: rows, buffers: buffers, checks: false)
                 kernels += 1
                 scheduleLines.append("kernel \(kernelName): copy into result '\(function.results[slot].name)'")
+            case .gemm(let opIndex, let operands, let output, let accumulate):
+                let op = function.operations[opIndex]
+                let dims = try TypeRules.matmulDims(function.type(of: op.operands[0]), function.type(of: op.operands[1]), op.attributes)
+                try emitMatmul(entry, op, a: pointer(operands[0]), b: pointer(operands[1]), c: pointer(output), accumulate: accumulate, name: kernelName)
+                gemms += 1
+                let batch = dims.batch.reduce(1, *)
+                flops += 2 * batch * dims.m * dims.n * dims.k
+                scheduleLines.append("gemm %\(function.name(of: output)) = \(batch) × [\(dims.m)×\(dims.k)]·[\(dims.k)×\(dims.n)]\(accumulate ? " + bias (epilogue)" : "")")
             case .op(let opIndex, let operands):
                 let op = function.operations[opIndex]
-                if op.opcode == .matmul {
-                    let dims = try TypeRules.matmulDims(function.type(of: op.operands[0]), function.type(of: op.operands[1]), op.attributes)
-                    try emitMatmul(entry, op, a: pointer(operands[0]), b: pointer(operands[1]), c: pointer(op.result), name: kernelName)
-                    gemms += 1
-                    let batch = dims.batch.reduce(1, *)
-                    flops += 2 * batch * dims.m * dims.n * dims.k
-                    scheduleLines.append("gemm %\(function.name(of: op.result)) = \(batch) × [\(dims.m)×\(dims.k)]·[\(dims.k)×\(dims.n)]")
-                } else {
-                    let kernel = OpKernel(function: function, op: op, name: kernelName, opId: opIds[op.result] ?? -1, module: module)
-                    let (text, rows) = try kernel.emit()
-                    let callee = module.addKernel(kernelName, text)
-                    launch(entry, callee, rows: rows, buffers: [pointer(op.result)] + operands.map(pointer), checks: kernel.mayRaise)
-                    kernels += 1
-                    flops += function.type(of: op.operands[0]).elementCount * 4
-                    scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result)), \(rows) rows")
-                }
+                let kernel = OpKernel(function: function, op: op, name: kernelName, opId: opIds[op.result] ?? -1, module: module)
+                let (text, rows) = try kernel.emit()
+                let callee = module.addKernel(kernelName, text)
+                launch(entry, callee, rows: rows, buffers: [pointer(op.result)] + operands.map(pointer), checks: kernel.mayRaise)
+                kernels += 1
+                flops += function.type(of: op.operands[0]).elementCount * 4
+                scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result)), \(rows) rows")
             }
         }
         entry.emit("ret i32 0")
@@ -243,7 +242,7 @@ struct FunctionEmitter {
     /// runs single-threaded, so that its spinning workers never compete with Granule's): a single
     /// GEMM (or a shared right-hand matrix times every batch's rows, stacked) is split into row
     /// blocks; batched GEMMs are split by batch.
-    private func emitMatmul(_ entry: IRText, _ op: Operation, a: String, b: String, c: String, name: String) throws(Diagnostic) {
+    private func emitMatmul(_ entry: IRText, _ op: Operation, a: String, b: String, c: String, accumulate: Bool, name: String) throws(Diagnostic) {
         let aType = function.type(of: op.operands[0])
         let bType = function.type(of: op.operands[1])
         let dims = try TypeRules.matmulDims(aType, bType, op.attributes)
@@ -258,7 +257,7 @@ struct FunctionEmitter {
         let ldb = max(1, transposeB ? dims.k : dims.n)
         let ldc = max(1, dims.n)
         let one = llvmFloat(1, aType.dtype)
-        let zero = llvmFloat(0, aType.dtype)
+        let beta = llvmFloat(accumulate ? 1 : 0, aType.dtype)
         let sharedB = bType.rank == 2
         let stacked = batch == 1 || (sharedB && !transposeA)
 
@@ -270,7 +269,7 @@ struct FunctionEmitter {
         }
         func call(_ rows: String, _ aPointer: String, _ bPointer: String, _ cPointer: String) {
             let m = kernel.value("trunc i64 \(rows) to i32")
-            kernel.emit("call void @\(routine)(i32 101, i32 \(transposeA ? 112 : 111), i32 \(transposeB ? 112 : 111), i32 \(m), i32 \(dims.n), i32 \(dims.k), \(scalar) \(one), ptr \(aPointer), i32 \(lda), ptr \(bPointer), i32 \(ldb), \(scalar) \(zero), ptr \(cPointer), i32 \(ldc))")
+            kernel.emit("call void @\(routine)(i32 101, i32 \(transposeA ? 112 : 111), i32 \(transposeB ? 112 : 111), i32 \(m), i32 \(dims.n), i32 \(dims.k), \(scalar) \(one), ptr \(aPointer), i32 \(lda), ptr \(bPointer), i32 \(ldb), \(scalar) \(beta), ptr \(cPointer), i32 \(ldc))")
         }
         let work: Int
         if stacked {

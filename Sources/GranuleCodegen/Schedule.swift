@@ -32,9 +32,13 @@ enum Step {
     /// Writes `source` into the buffer of result `index` (results that are parameters, or a value
     /// returned twice).
     case copyToResult(source: Leaf, index: Int)
-    /// Any other op: one kernel (or a GEMM call) for `function.operations[index]`, whose operands
-    /// are read densely from `operands` (their buffers).
+    /// Any other op: one kernel for `function.operations[index]`, whose operands are read densely
+    /// from `operands` (their buffers).
     case op(Int, operands: [Value])
+    /// The matmul `function.operations[index]` writing `output`; with `accumulate` the product is
+    /// added to what `output` holds (a bias broadcast into it by the previous step: the GEMM's
+    /// bias epilogue, `beta = 1`).
+    case gemm(Int, operands: [Value], output: Value, accumulate: Bool)
 }
 
 /// Decides, for one function, which values live in buffers, which are views of other buffers and
@@ -97,8 +101,24 @@ struct Schedule {
             if consumersFuse && (free || uses[value.id].count == 1) { inlined.insert(value) }
         }
 
+        // GEMM bias epilogues: `add(matmul, bias)` whose matmul has no other use and whose sum is
+        // materialized starts from the broadcast bias and accumulates the product into it.
+        var epilogues: [Value: (sum: Value, bias: Value)] = [:]
+        for (index, op) in function.operations.enumerated()
+        where op.opcode == .add && !inlined.contains(op.result) {
+            for (product, bias) in [(op.operands[0], op.operands[1]), (op.operands[1], op.operands[0])] {
+                guard self.op(product)?.opcode == .matmul, uses[product.id] == [index], !resultValues.contains(product),
+                    function.type(of: product) == function.type(of: op.result), product != bias
+                else { continue }
+                epilogues[product] = (op.result, bias)
+                break
+            }
+        }
+        var fusedIntoGemm: Set<Value> = []
+
         for (index, op) in function.operations.enumerated() {
             let value = op.result
+            if fusedIntoGemm.contains(value) { continue }
             switch op.opcode {
             case _ where Schedule.viewOps.contains(op.opcode):
                 if op.opcode == .reshape, viewLayout(op) == nil { materialize(op.operands[0]) }
@@ -121,6 +141,18 @@ struct Schedule {
             case _ where Schedule.elementwiseOps.contains(op.opcode):
                 steps.append(.elementwise(root: value, leaves: leaves(of: op)))
                 materialized.insert(value)
+            case .matmul:
+                for operand in op.operands where !isDense(operand) { materialize(operand) }
+                let operands = op.operands.map { layout(of: $0)!.buffer }
+                if let (sum, bias) = epilogues[value], let biasLeaf = broadcastLeaf(bias, to: function.type(of: sum).shape) {
+                    steps.append(.copy(source: biasLeaf, target: sum))
+                    steps.append(.gemm(index, operands: operands, output: sum, accumulate: true))
+                    materialized.insert(sum)
+                    fusedIntoGemm.insert(sum)
+                } else {
+                    steps.append(.gemm(index, operands: operands, output: value, accumulate: false))
+                    materialized.insert(value)
+                }
             default:
                 // Non-elementwise kernels read dense buffers.
                 for operand in op.operands where !isDense(operand) { materialize(operand) }
@@ -156,6 +188,18 @@ struct Schedule {
             }
         }
         return result
+    }
+
+    /// `value` read at every element of `shape` (numpy broadcasting), if it has a strided layout
+    /// available now.
+    private func broadcastLeaf(_ value: Value, to shape: [Int]) -> Leaf? {
+        guard let source = layout(of: value) else { return nil }
+        let own = function.type(of: value).shape
+        let lead = shape.count - own.count
+        let strides = shape.indices.map { axis -> Int in
+            axis < lead || own[axis - lead] == 1 ? 0 : source.strides[axis - lead]
+        }
+        return .strided(Layout(buffer: source.buffer, offset: source.offset, strides: strides))
     }
 
     /// Gives a view or composite a buffer of its own, filled by a copy kernel (once).
