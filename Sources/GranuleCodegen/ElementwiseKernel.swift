@@ -27,7 +27,11 @@ struct ElementwiseKernel {
 
     /// The kernel for `root` (an elementwise op) or for copying `source` (a leaf), writing a dense
     /// tensor of `type` into the buffer in context slot 1 (`output`).
-    mutating func emit(root: Value?, leaves: [Value: Leaf] = [:], source: Leaf?, type: TensorType, output: Value) -> (text: String, rows: Int) {
+    /// With `norm`, each row is then normalised into the norm's result (see `Step.elementwiseNorm`).
+    mutating func emit(
+        root: Value?, leaves: [Value: Leaf] = [:], source: Leaf?, type: TensorType, output: Value,
+        norm: (op: Operation, weights: [Value])? = nil
+    ) -> (text: String, rows: Int) {
         let shape = type.shape
         let rank = shape.count
         let innerCount = rank == 0 ? 1 : shape[rank - 1]
@@ -57,6 +61,21 @@ struct ElementwiseKernel {
                 ir.emit("store \(type.dtype.llvm) \(element), ptr \(address)")
                 raises = evaluator.mayRaise
                 slots = evaluator.kernelBuffers
+            }
+            if let norm {
+                // The norm's output and weights take the slots after the ones the row used.
+                func slot(_ value: Value) -> String {
+                    if let index = slots.firstIndex(of: value) { return "%buf\(index + 1)" }
+                    slots.append(value)
+                    return "%buf\(slots.count)"
+                }
+                let output = slot(norm.op.result)
+                let gamma = slot(norm.weights[0])
+                let beta = norm.weights.count > 1 ? slot(norm.weights[1]) : nil
+                let base = rank == 0 ? "0" : ir.value("mul nsw i64 \(row), \(innerCount)")
+                OpKernel.normalizeRow(
+                    ir, module, type.dtype, d: innerCount, eps: (try? norm.op.attributes.float("eps")) ?? 1e-5,
+                    isLayerNorm: norm.op.opcode == .layerNorm, base: base, input: "%buf1", gamma: gamma, beta: beta, output: output)
             }
         }
         ir.emit("ret void")

@@ -43,6 +43,9 @@ struct MemoryPlan {
             for buffer in buffers { lastRead[buffer] = index }
             switch step {
             case .elementwise(let root, _): written.append((index, root))
+            case .elementwiseNorm(let root, _, let norm, _):
+                written.append((index, root))
+                written.append((index, function.operations[norm].result))
             case .copy(_, let target): written.append((index, target))
             case .op(let opIndex, _): written.append((index, function.operations[opIndex].result))
             case .gemm(_, _, let output, _): written.append((index, output))
@@ -106,6 +109,9 @@ struct MemoryPlan {
         switch step {
         case .elementwise(_, let leaves):
             leaves.values.forEach(addLeaf)
+        case .elementwiseNorm(_, let leaves, _, let weights):
+            leaves.values.forEach(addLeaf)
+            result += weights
         case .copy(let source, _), .copyToResult(let source, _):
             addLeaf(source)
         case .op(_, let operands):

@@ -206,38 +206,56 @@ struct OpKernel {
 
     private func normalize(_ ir: IRText) throws(Diagnostic) -> Int {
         let x = type(op.operands[0])
-        let dtype = x.dtype
         let d = x.shape.last ?? 1
         let eps = try op.attributes.float("eps")
-        let isLayerNorm = op.opcode == .layerNorm
         ir.loop(from: "%begin", to: "%end", "row") { row in
-            let base = mul(ir, row, d)
-            var mean = llvmFloat(0, .f64)
-            if isLayerNorm {
-                let total = ir.variable("double", initial: llvmFloat(0, .f64))
-                ir.loop(from: "0", to: String(d), "k") { k in
-                    let element = widen(ir, dtype, load(ir, dtype, "%buf2", add(ir, base, k)))
-                    ir.emit("store double \(ir.value("fadd double \(ir.value("load double, ptr \(total)")), \(element)")), ptr \(total)")
-                }
-                mean = ir.value("fdiv double \(ir.value("load double, ptr \(total)")), \(llvmFloat(Double(d), .f64))")
-            }
-            let squares = ir.variable("double", initial: llvmFloat(0, .f64))
-            ir.loop(from: "0", to: String(d), "k") { k in
-                let centered = ir.value("fsub double \(widen(ir, dtype, load(ir, dtype, "%buf2", add(ir, base, k)))), \(mean)")
-                let square = ir.value("fmul double \(centered), \(centered)")
-                ir.emit("store double \(ir.value("fadd double \(ir.value("load double, ptr \(squares)")), \(square)")), ptr \(squares)")
-            }
-            let variance = ir.value("fdiv double \(ir.value("load double, ptr \(squares)")), \(llvmFloat(Double(d), .f64))")
-            let inverse = ir.value("fdiv double \(llvmFloat(1, .f64)), \(sqrt(ir, ir.value("fadd double \(variance), \(llvmFloat(eps, .f64))")))")
-            ir.loop(from: "0", to: String(d), "k") { k in
-                let offset = add(ir, base, k)
-                let centered = ir.value("fsub double \(widen(ir, dtype, load(ir, dtype, "%buf2", offset))), \(mean)")
-                var y = ir.value("fmul double \(ir.value("fmul double \(centered), \(inverse)")), \(widen(ir, dtype, load(ir, dtype, "%buf3", k)))")
-                if isLayerNorm { y = ir.value("fadd double \(y), \(widen(ir, dtype, load(ir, dtype, "%buf4", k)))") }
-                store(ir, dtype, narrow(ir, dtype, y), "%buf1", offset)
-            }
+            OpKernel.normalizeRow(
+                ir, module, x.dtype, d: d, eps: eps, isLayerNorm: op.opcode == .layerNorm, base: mul(ir, row, d),
+                input: "%buf2", gamma: "%buf3", beta: op.opcode == .layerNorm ? "%buf4" : nil, output: "%buf1")
         }
         return x.elementCount / max(d, 1)
+    }
+
+    /// One row of layer_norm (with `beta`) or rms_norm: statistics in double from `input[base..<base+d]`,
+    /// `output[base + k] = (x − μ)·r·γ[k] (+ β[k])`. Shared by the normalisation kernel and the
+    /// fused residual + normalisation kernel.
+    static func normalizeRow(
+        _ ir: IRText, _ module: ModuleText, _ dtype: DType, d: Int, eps: Double, isLayerNorm: Bool, base: String,
+        input: String, gamma: String, beta: String?, output: String
+    ) {
+        func load(_ buffer: String, _ offset: String) -> String {
+            let address = ir.value("getelementptr inbounds \(dtype.llvm), ptr \(buffer), i64 \(offset)", "p")
+            let value = ir.value("load \(dtype.llvm), ptr \(address)", "v")
+            return dtype == .f64 ? value : ir.value("fpext float \(value) to double")
+        }
+        func offset(_ k: String) -> String { ir.value("add nsw i64 \(base), \(k)") }
+        var mean = llvmFloat(0, .f64)
+        if isLayerNorm {
+            let total = ir.variable("double", initial: llvmFloat(0, .f64))
+            ir.loop(from: "0", to: String(d), "k") { k in
+                ir.emit("store double \(ir.value("fadd double \(ir.value("load double, ptr \(total)")), \(load(input, offset(k)))")), ptr \(total)")
+            }
+            mean = ir.value("fdiv double \(ir.value("load double, ptr \(total)")), \(llvmFloat(Double(d), .f64))")
+        }
+        let squares = ir.variable("double", initial: llvmFloat(0, .f64))
+        ir.loop(from: "0", to: String(d), "k") { k in
+            let centered = ir.value("fsub double \(load(input, offset(k))), \(mean)")
+            let square = ir.value("fmul double \(centered), \(centered)")
+            ir.emit("store double \(ir.value("fadd double \(ir.value("load double, ptr \(squares)")), \(square)")), ptr \(squares)")
+        }
+        let variance = ir.value("fdiv double \(ir.value("load double, ptr \(squares)")), \(llvmFloat(Double(d), .f64))")
+        module.declare("declare double @llvm.sqrt.f64(double)")
+        let root = ir.value("call double @llvm.sqrt.f64(double \(ir.value("fadd double \(variance), \(llvmFloat(eps, .f64))")))")
+        let inverse = ir.value("fdiv double \(llvmFloat(1, .f64)), \(root)")
+        ir.loop(from: "0", to: String(d), "k") { k in
+            let position = offset(k)
+            let centered = ir.value("fsub double \(load(input, position)), \(mean)")
+            var y = ir.value("fmul double \(ir.value("fmul double \(centered), \(inverse)")), \(load(gamma, k))")
+            if let beta { y = ir.value("fadd double \(y), \(load(beta, k))") }
+            let narrowed = dtype == .f64 ? y : ir.value("fptrunc double \(y) to float")
+            let address = ir.value("getelementptr inbounds \(dtype.llvm), ptr \(output), i64 \(position)", "p")
+            ir.emit("store \(dtype.llvm) \(narrowed), ptr \(address)")
+        }
     }
 
     // MARK: cross-entropy

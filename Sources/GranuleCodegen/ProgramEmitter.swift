@@ -151,6 +151,15 @@ struct FunctionEmitter {
                 kernels += 1
                 flops += function.type(of: root).elementCount * fusedOpCount(root)
                 scheduleLines.append("kernel \(kernelName): elementwise %\(function.name(of: root)) \(function.type(of: root)) fusing \(fusedOpCount(root)) ops, \(rows) rows")
+            case .elementwiseNorm(let root, let leaves, let normIndex, let weights):
+                let normOp = function.operations[normIndex]
+                var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
+                let (text, rows) = kernel.emit(root: root, leaves: leaves, source: nil, type: function.type(of: root), output: root, norm: (normOp, weights))
+                let callee = module.addKernel(kernelName, text)
+                launch(entry, callee, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)
+                kernels += 1
+                flops += function.type(of: root).elementCount * (fusedOpCount(root) + 8)
+                scheduleLines.append("kernel \(kernelName): elementwise %\(function.name(of: root)) \(function.type(of: root)) fusing \(fusedOpCount(root)) ops + \(normOp.opcode.name) %\(function.name(of: normOp.result)), \(rows) rows")
             case .copy(let source, let target):
                 var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
                 let (text, rows) = kernel.emit(root: nil, source: source, type: function.type(of: target), output: target)

@@ -35,6 +35,11 @@ enum Step {
     /// Any other op: one kernel for `function.operations[index]`, whose operands are read densely
     /// from `operands` (their buffers).
     case op(Int, operands: [Value])
+    /// An elementwise `root` as above whose rows are then normalised by the layer_norm or rms_norm
+    /// `function.operations[norm]` in the same kernel (the residual + LayerNorm tail of a
+    /// post-LN sub-layer: one pass writes the sum for the backward pass and normalises it while
+    /// the row is in cache). `weights` are the norm's γ (and β) buffers.
+    case elementwiseNorm(root: Value, leaves: [Value: Leaf], norm: Int, weights: [Value])
     /// The matmul `function.operations[index]` writing `output`; with `accumulate` the product is
     /// added to what `output` holds (a bias broadcast into it by the previous step: the GEMM's
     /// bias epilogue, `beta = 1`).
@@ -153,6 +158,8 @@ struct Schedule {
                     steps.append(.gemm(index, operands: operands, output: value, accumulate: false))
                     materialized.insert(value)
                 }
+            case _ where (op.opcode == .layerNorm || op.opcode == .rmsNorm) && fuseNorm(op, index):
+                materialized.insert(value)
             default:
                 // Non-elementwise kernels read dense buffers.
                 for operand in op.operands where !isDense(operand) { materialize(operand) }
@@ -188,6 +195,19 @@ struct Schedule {
             }
         }
         return result
+    }
+
+    /// Folds a normalisation into the elementwise kernel that computes its input, when its weights
+    /// are parameters (available from the start).
+    private mutating func fuseNorm(_ op: Operation, _ index: Int) -> Bool {
+        let weights = Array(op.operands.dropFirst())
+        guard weights.allSatisfy({ function.parameter(for: $0) != nil }) else { return false }
+        for (position, step) in steps.enumerated().reversed() {
+            guard case .elementwise(let root, let leaves) = step, root == op.operands[0] else { continue }
+            steps[position] = .elementwiseNorm(root: root, leaves: leaves, norm: index, weights: weights)
+            return true
+        }
+        return false
     }
 
     /// `value` read at every element of `shape` (numpy broadcasting), if it has a strided layout
