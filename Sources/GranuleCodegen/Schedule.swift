@@ -126,7 +126,8 @@ struct Schedule {
             if fusedIntoGemm.contains(value) { continue }
             switch op.opcode {
             case _ where Schedule.viewOps.contains(op.opcode):
-                if op.opcode == .reshape, viewLayout(op) == nil { materialize(op.operands[0]) }
+                // A view of something without a layout (a composite, a non-dense reshape) reads a copy.
+                if viewLayout(op) == nil { materialize(op.operands[0]) }
                 views[value] = viewLayout(op)
             case .pad:
                 let low = (try? op.attributes.ints("low")) ?? []

@@ -69,3 +69,33 @@ private func trainableNames(_ json: String) throws -> [String] {
     guard case .array(let items) = try JSON.parse(ArraySlice(Array(json.utf8))) else { return [] }
     return items.compactMap { if case .string(let name) = $0 { name } else { nil } }
 }
+
+/// The same goldens through the GEMM-merging pipeline (merge-matmuls before autodiff,
+/// narrow-slices after): merging must not change a value or a gradient.
+@Test("merged GEMMs keep the Hugging Face values", arguments: goldenCases)
+func mergedMatmulsMatchHuggingFace(_ name: String) throws {
+    let directory = packageRoot.appendingPathComponent("Tests/GranuleFrontendTests/Goldens/\(name)")
+    let spec = try ModelSpec.load(path: directory.appendingPathComponent("spec.json").path)
+    let lowered = try Lowering.lower(spec, generation: false)
+    let merged = try PassManager([
+        MergeSiblingMatmuls(), Autodiff(), NarrowSlicedMatmuls(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination(),
+    ]).run(lowered.module)
+    let plain = try PassManager([Autodiff(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()]).run(lowered.module)
+    var inputs: [String: Tensor] = [:]
+    for (key, tensor) in try Safetensors.read(path: directory.appendingPathComponent("golden.safetensors").path)
+    where key.hasPrefix("param:") || key.hasPrefix("input:") {
+        inputs[String(key.dropFirst(6))] = tensor
+    }
+    let mergedFunction = try #require(merged.function(named: "loss_grad"))
+    let plainFunction = try #require(plain.function(named: "loss_grad"))
+    let mergedGEMMs = mergedFunction.operations.filter { $0.opcode == .matmul }.count
+    let plainGEMMs = plainFunction.operations.filter { $0.opcode == .matmul }.count
+    #expect(mergedGEMMs < plainGEMMs, "\(name): \(mergedGEMMs) GEMMs merged vs \(plainGEMMs)")
+    let expected = try Interpreter().run(plainFunction, inputs: inputs)
+    let actual = try Interpreter().run(mergedFunction, inputs: inputs)
+    for (lhs, rhs) in zip(expected, actual) {
+        let scale = max(1e-3, lhs.tensor.floats.map { Swift.abs($0) }.max() ?? 0)
+        let error = zip(lhs.tensor.floats, rhs.tensor.floats).map { Swift.abs($0 - $1) }.max() ?? 0
+        #expect(lhs.name == rhs.name && error <= 1e-4 * scale, "\(name): \(lhs.name) differs by \(error)")
+    }
+}
