@@ -3,13 +3,15 @@
  *
  *   MODEL run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]
  *   MODEL step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]
+ *   MODEL bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]
+ *               [--threads N] [--json]
  *   MODEL info
  *
  * Exit status: 0 on success, 1 on any error (one line "error: ..." on stderr naming the file,
  * tensor or field), 2 on a usage error.
  */
 #ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* stat */
+#define _POSIX_C_SOURCE 200809L /* stat, clock_gettime, getrusage */
 #endif
 
 #include "granule_runtime.h"
@@ -21,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* Exported by the generated object. */
 extern const char granule_manifest[];
@@ -30,12 +34,18 @@ extern gr_entry_fn const granule_entries[];
 enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
 
 #define MAX_INPUTS 64
+/* bench: default and largest numbers of timed and warm-up calls. */
+#define DEFAULT_STEPS 10
+#define DEFAULT_WARMUP 2
+#define MAX_STEPS 100000
 
 static void print_help(FILE *out, const char *program) {
     fprintf(out,
             "usage:\n"
             "  %s run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]\n"
             "  %s step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]\n"
+            "  %s bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]\n"
+            "        [--threads N] [--json]\n"
             "  %s info\n"
             "\n"
             "A program compiled by Granule. Parameters are read from .safetensors files by name (mapped,\n"
@@ -46,15 +56,22 @@ static void print_help(FILE *out, const char *program) {
             "  run     run the function NAME; each parameter must be in exactly one --inputs file\n"
             "  step    run the training step function on --weights and --batch, print the loss and write\n"
             "          every result (the loss, the gradients, ...) to --out\n"
+            "  bench   bind --weights and --batch once, call the function (default: the step function)\n"
+            "          --warmup times untimed, then --steps times timed (monotonic clock around each call\n"
+            "          only); print the median, min and max milliseconds and the peak RSS (--json: one\n"
+            "          line of JSON); nothing is written\n"
             "  info    list the functions with their parameters and results\n"
             "\n"
             "options:\n"
             "  --threads N   threads for the kernels (default: $GRANULE_THREADS, else every online CPU)\n"
+            "  --steps N     bench: timed calls, in [1, %d] (default %d)\n"
+            "  --warmup K    bench: untimed calls first, in [0, %d] (default %d)\n"
+            "  --json        bench: print one JSON object on one line instead of text\n"
             "  --help        this text\n"
             "  Options take their value as `--name VALUE` or `--name=VALUE`.\n"
             "\n"
             "exit status: 0 success, 1 error (one line `error: ...` on stderr), 2 usage error\n",
-            program, program, program);
+            program, program, program, program, MAX_STEPS, DEFAULT_STEPS, MAX_STEPS, DEFAULT_WARMUP);
 }
 
 #if defined(__GNUC__)
@@ -70,7 +87,7 @@ static int usage_error(const char *program, const char *format, ...) {
     return EXIT_USAGE;
 }
 
-/* Parsed options of run and step. */
+/* Parsed options of run, step and bench. */
 typedef struct options {
     const char *function;
     const char *inputs[MAX_INPUTS];
@@ -79,28 +96,36 @@ typedef struct options {
     const char *batch;
     const char *out;
     int threads;
+    int steps;  /* bench; -1 until given */
+    int warmup; /* bench; -1 until given */
+    bool json;  /* bench */
 } options;
 
-/* Parses `--threads` strictly: an integer in [1, GR_MAX_THREADS]. */
-static int parse_threads(const char *text, int *threads) {
-    if (text[0] == '\0' || strlen(text) > 5) return -1;
+/* Parses a decimal integer in [low, high] strictly (digits only, at most 6 of them). */
+static int parse_count(const char *text, int low, int high, int *out) {
+    if (text[0] == '\0' || strlen(text) > 6) return -1;
     int value = 0;
     for (const char *c = text; *c != '\0'; c++) {
         if (*c < '0' || *c > '9') return -1;
         value = value * 10 + (*c - '0');
     }
-    if (value < 1 || value > GR_MAX_THREADS) return -1;
-    *threads = value;
+    if (value < low || value > high) return -1;
+    *out = value;
     return 0;
 }
 
 /* Parses the options after a command; returns EXIT_OK, EXIT_USAGE, or -1 for --help. */
 static int parse_options(const char *program, const char *command, int argc, char **argv, options *o) {
     int is_run = strcmp(command, "run") == 0;
+    int is_bench = strcmp(command, "bench") == 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return -1;
         if (strncmp(arg, "--", 2) != 0) return usage_error(program, "unexpected argument '%s'", arg);
+        if (is_bench && strcmp(arg, "--json") == 0) {
+            o->json = true;
+            continue;
+        }
         char name[64];
         const char *value = NULL;
         const char *equals = strchr(arg, '=');
@@ -112,8 +137,10 @@ static int parse_options(const char *program, const char *command, int argc, cha
         }
         const char *const known_run[] = {"--function", "--inputs", "--out", "--threads", NULL};
         const char *const known_step[] = {"--weights", "--batch", "--out", "--threads", NULL};
+        const char *const known_bench[] = {"--weights", "--batch", "--function", "--steps", "--warmup", "--threads", NULL};
         int known = 0;
-        for (const char *const *k = is_run ? known_run : known_step; *k != NULL; k++) known |= strcmp(name, *k) == 0;
+        const char *const *names = is_run ? known_run : is_bench ? known_bench : known_step;
+        for (const char *const *k = names; *k != NULL; k++) known |= strcmp(name, *k) == 0;
         if (!known) return usage_error(program, "%s: unknown option '%s'", command, name);
         if (value == NULL) {
             if (i + 1 >= argc) return usage_error(program, "option '%s' needs a value", name);
@@ -129,8 +156,17 @@ static int parse_options(const char *program, const char *command, int argc, cha
                             : strcmp(name, "--batch") == 0   ? &o->batch
                             : strcmp(name, "--out") == 0     ? &o->out
                                                              : NULL;
+        if (strcmp(name, "--steps") == 0 || strcmp(name, "--warmup") == 0) {
+            bool steps = strcmp(name, "--steps") == 0;
+            int *count = steps ? &o->steps : &o->warmup;
+            if (*count >= 0) return usage_error(program, "option '%s' is given more than once", name);
+            if (parse_count(value, steps ? 1 : 0, MAX_STEPS, count) != 0) {
+                return usage_error(program, "%s must be an integer in [%d, %d], got '%s'", name, steps ? 1 : 0, MAX_STEPS, value);
+            }
+            continue;
+        }
         if (slot == NULL) { /* --threads */
-            if (parse_threads(value, &o->threads) != 0) {
+            if (parse_count(value, 1, GR_MAX_THREADS, &o->threads) != 0) {
                 return usage_error(program, "--threads must be an integer in [1, %d], got '%s'", GR_MAX_THREADS, value);
             }
             continue;
@@ -142,8 +178,13 @@ static int parse_options(const char *program, const char *command, int argc, cha
         if (o->function == NULL) return usage_error(program, "run needs --function NAME");
         if (o->input_count == 0) return usage_error(program, "run needs --inputs FILE");
     } else {
-        if (o->weights == NULL) return usage_error(program, "step needs --weights FILE");
-        if (o->batch == NULL) return usage_error(program, "step needs --batch FILE");
+        if (o->weights == NULL) return usage_error(program, "%s needs --weights FILE", command);
+        if (o->batch == NULL) return usage_error(program, "%s needs --batch FILE", command);
+    }
+    if (is_bench) {
+        if (o->steps < 0) o->steps = DEFAULT_STEPS;
+        if (o->warmup < 0) o->warmup = DEFAULT_WARMUP;
+        return EXIT_OK;
     }
     if (o->out == NULL) return usage_error(program, "%s needs --out FILE", command);
     return EXIT_OK;
@@ -236,6 +277,30 @@ static bool same_file_given_before(const char *const *paths, int i) {
     return false;
 }
 
+/* Opens the files (each once; files[] must hold MAX_INPUTS NULLs) and binds fn to them. */
+static gr_binding *open_and_bind(const gr_function *fn, const char *const *paths, int path_count, gr_safetensors **files, gr_error *err) {
+    int file_count = 0;
+    for (int i = 0; i < path_count; i++) {
+        if (same_file_given_before(paths, i)) continue; /* e.g. --weights W --batch W */
+        files[file_count] = gr_safetensors_open(paths[i], 0, err);
+        if (files[file_count] == NULL) return NULL;
+        file_count++;
+    }
+    return gr_binding_create(fn, files, (size_t)file_count, 0, err);
+}
+
+/* Whether the function's first result is a float scalar (the loss of a step function). */
+static bool has_loss(const gr_function *fn) {
+    const gr_value_spec *first = fn->result_count > 0 ? &fn->results[0] : NULL;
+    return first != NULL && first->count == 1 && first->rank == 0 && (first->dtype == GR_F32 || first->dtype == GR_F64);
+}
+
+/* The first result of a function with has_loss. */
+static double loss_value(const gr_function *fn, const gr_binding *binding) {
+    const void *loss = gr_binding_result(binding, 0);
+    return fn->results[0].dtype == GR_F32 ? (double)*(const float *)loss : *(const double *)loss;
+}
+
 /* Opens the files, binds and calls the function, writes the results. */
 static int execute(const gr_function *fn, const char *const *paths, int path_count, const char *out, int threads, bool print_loss) {
     gr_error err;
@@ -243,25 +308,14 @@ static int execute(const gr_function *fn, const char *const *paths, int path_cou
     gr_runtime *rt = NULL;
     gr_binding *binding = NULL;
     int status = EXIT_ERROR;
-    int file_count = 0;
-    for (int i = 0; i < path_count; i++) {
-        if (same_file_given_before(paths, i)) continue; /* e.g. --weights W --batch W */
-        files[file_count] = gr_safetensors_open(paths[i], 0, &err);
-        if (files[file_count] == NULL) goto done;
-        file_count++;
-    }
-    binding = gr_binding_create(fn, files, (size_t)file_count, 0, &err);
+    binding = open_and_bind(fn, paths, path_count, files, &err);
     if (binding == NULL) goto done;
     rt = gr_runtime_create_checked(threads, &err);
     if (rt == NULL) goto done;
     if (gr_binding_call(rt, binding, &err) != 0) goto done;
     if (gr_binding_write_results(binding, out, &err) != 0) goto done;
     if (print_loss) {
-        const gr_value_spec *first = fn->result_count > 0 ? &fn->results[0] : NULL;
-        if (first != NULL && first->count == 1 && first->rank == 0 && (first->dtype == GR_F32 || first->dtype == GR_F64)) {
-            const void *loss = gr_binding_result(binding, 0);
-            printf("loss: %.9g\n", first->dtype == GR_F32 ? (double)*(const float *)loss : *(const double *)loss);
-        }
+        if (has_loss(fn)) printf("loss: %.9g\n", loss_value(fn, binding));
     } else {
         for (int32_t r = 0; r < fn->result_count; r++) print_summary(&fn->results[r], gr_binding_result(binding, r));
     }
@@ -269,6 +323,139 @@ static int execute(const gr_function *fn, const char *const *paths, int path_cou
     status = EXIT_OK;
 done:
     if (status != EXIT_OK) fail(&err);
+    gr_runtime_destroy(rt);
+    gr_binding_free(binding);
+    for (int i = 0; i < MAX_INPUTS; i++) gr_safetensors_close(files[i]);
+    return status;
+}
+
+/* ---- bench ---- */
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* CPU time (user + system, every thread) of this process so far, in milliseconds. */
+static double cpu_ms(void) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return NAN;
+    return (double)usage.ru_utime.tv_sec * 1e3 + (double)usage.ru_utime.tv_usec / 1e3 + (double)usage.ru_stime.tv_sec * 1e3 +
+           (double)usage.ru_stime.tv_usec / 1e3;
+}
+
+/* The median of `values` (n >= 1), sorted in place. */
+static double median_of(double *values, int n) {
+    qsort(values, (size_t)n, sizeof *values, compare_doubles);
+    return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+/* Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB). */
+static double peak_rss_mib(void) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return NAN;
+    return (double)usage.ru_maxrss / 1024.0;
+}
+
+/* A JSON number, or null for NaN and infinities (JSON has neither). */
+static void print_json_number(const char *format, double value) {
+    if (isfinite(value)) {
+        printf(format, value);
+    } else {
+        printf("null");
+    }
+}
+
+/* A JSON string with the characters JSON requires escaped. */
+static void print_json_string(const char *text) {
+    putchar('"');
+    for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+        if (*c == '"' || *c == '\\') {
+            printf("\\%c", *c);
+        } else if (*c < 0x20) {
+            printf("\\u%04x", *c);
+        } else {
+            putchar(*c);
+        }
+    }
+    putchar('"');
+}
+
+/* Binds fn once, calls it o->warmup times untimed and o->steps times timed (the monotonic clock
+ * around the entry call only; the results are zero-filled before each call, as the ABI promises,
+ * outside the timed region) and prints the statistics, with the median process CPU time of a
+ * timed call (user + system, all threads: on a shared machine it tells contention from work). */
+static int bench(const gr_function *fn, const options *o) {
+    gr_error err;
+    gr_safetensors *files[MAX_INPUTS] = {0};
+    gr_runtime *rt = NULL;
+    gr_binding *binding = NULL;
+    double *times = NULL, *cpu = NULL;
+    int status = EXIT_ERROR;
+    const char *paths[2] = {o->weights, o->batch};
+    binding = open_and_bind(fn, paths, 2, files, &err);
+    if (binding == NULL) goto done;
+    rt = gr_runtime_create_checked(o->threads, &err);
+    if (rt == NULL) goto done;
+    times = malloc(sizeof *times * (size_t)o->steps * 3); /* wall times, CPU times, sorted wall times */
+    if (times == NULL) {
+        snprintf(err.message, sizeof err.message, "out of memory for %d timings", o->steps);
+        goto done;
+    }
+    cpu = times + o->steps;
+    for (int i = 0; i < o->warmup + o->steps; i++) {
+        for (int32_t r = 0; r < fn->result_count; r++) memset(gr_binding_result(binding, r), 0, (size_t)fn->results[r].bytes);
+        double cpu_start = cpu_ms();
+        double start = now_ms();
+        int failed = gr_binding_call(rt, binding, &err);
+        double elapsed = now_ms() - start;
+        double cpu_elapsed = cpu_ms() - cpu_start;
+        if (failed != 0) goto done;
+        if (i >= o->warmup) {
+            times[i - o->warmup] = elapsed;
+            cpu[i - o->warmup] = cpu_elapsed;
+        }
+    }
+    int n = o->steps;
+    double mean = 0;
+    for (int i = 0; i < n; i++) mean += times[i] / n;
+    double *sorted = times + 2 * n;
+    memcpy(sorted, times, sizeof *sorted * (size_t)n);
+    double median = median_of(sorted, n);
+    double min = sorted[0], max = sorted[n - 1];
+    double cpu_median = median_of(cpu, n);
+    double rss = peak_rss_mib();
+    double loss = has_loss(fn) ? loss_value(fn, binding) : NAN;
+    int threads = gr_runtime_threads(rt);
+    if (o->json) {
+        printf("{\"function\": ");
+        print_json_string(fn->name);
+        printf(", \"threads\": %d, \"warmup\": %d, \"steps\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"max_ms\": %.3f, "
+               "\"mean_ms\": %.3f, \"cpu_ms\": %.3f, \"times_ms\": [",
+               threads, o->warmup, o->steps, median, min, max, mean, cpu_median);
+        for (int i = 0; i < n; i++) printf(i > 0 ? ", %.3f" : "%.3f", times[i]);
+        printf("], \"peak_rss_mb\": ");
+        print_json_number("%.1f", rss);
+        printf(", \"loss\": ");
+        print_json_number("%.9g", loss);
+        printf("}\n");
+    } else {
+        printf("bench @%s: %d timed call%s after %d warm-up call%s, %d thread%s\n", fn->name, n, n == 1 ? "" : "s", o->warmup,
+               o->warmup == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
+        printf("median %.3f ms, min %.3f ms, max %.3f ms (mean %.3f ms; CPU time median %.3f ms)\n", median, min, max, mean, cpu_median);
+        printf("peak RSS %.1f MiB\n", rss);
+        if (has_loss(fn)) printf("loss: %.9g\n", loss);
+    }
+    status = EXIT_OK;
+done:
+    if (status != EXIT_OK) fail(&err);
+    free(times);
     gr_runtime_destroy(rt);
     gr_binding_free(binding);
     for (int i = 0; i < MAX_INPUTS; i++) gr_safetensors_close(files[i]);
@@ -287,10 +474,11 @@ int main(int argc, char **argv) {
         return EXIT_OK;
     }
     bool is_info = strcmp(command, "info") == 0;
-    if (!is_info && strcmp(command, "run") != 0 && strcmp(command, "step") != 0) {
-        return usage_error(program_name, "unknown command '%s' (commands: run, step, info)", command);
+    bool is_bench = strcmp(command, "bench") == 0;
+    if (!is_info && !is_bench && strcmp(command, "run") != 0 && strcmp(command, "step") != 0) {
+        return usage_error(program_name, "unknown command '%s' (commands: run, step, bench, info)", command);
     }
-    options o = {0};
+    options o = {.steps = -1, .warmup = -1};
     if (is_info) {
         for (int i = 2; i < argc; i++) {
             if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -314,7 +502,7 @@ int main(int argc, char **argv) {
     int status;
     if (is_info) {
         status = command_info(program);
-    } else if (strcmp(command, "run") == 0) {
+    } else if (strcmp(command, "run") == 0 || (is_bench && o.function != NULL)) {
         const gr_function *fn = gr_program_find(program, o.function);
         if (fn == NULL) {
             char names[1024] = "";
@@ -325,14 +513,19 @@ int main(int argc, char **argv) {
             }
             fprintf(stderr, "error: the program has no function '%s' (functions: %s)\n", o.function, names);
             status = EXIT_ERROR;
+        } else if (is_bench) {
+            status = bench(fn, &o);
         } else {
             status = execute(fn, o.inputs, o.input_count, o.out, o.threads, false);
         }
     } else {
         const gr_function *fn = gr_program_step_function(program);
         if (fn == NULL) {
-            fprintf(stderr, "error: the program has no step function (its manifest names none)\n");
+            fprintf(stderr, "error: the program has no step function (its manifest names none)%s\n",
+                    is_bench ? "; name one with --function NAME" : "");
             status = EXIT_ERROR;
+        } else if (is_bench) {
+            status = bench(fn, &o);
         } else {
             const char *paths[2] = {o.weights, o.batch};
             status = execute(fn, paths, 2, o.out, o.threads, true);

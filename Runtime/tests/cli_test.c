@@ -99,7 +99,7 @@ static void test_help_and_usage_errors(void) {
     CHECK_CONTAINS(o.err, "usage:\n");
     run(&o, (const char *[]){"train", NULL});
     CHECK_EQ(o.status, 2);
-    CHECK_CONTAINS(o.err, "error: unknown command 'train' (commands: run, step, info)");
+    CHECK_CONTAINS(o.err, "error: unknown command 'train' (commands: run, step, bench, info)");
     run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", "x.safetensors", NULL});
     CHECK_EQ(o.status, 2);
     CHECK_CONTAINS(o.err, "error: run needs --out FILE");
@@ -314,6 +314,116 @@ static void test_invalid_thread_environment(void) {
     unsetenv("GRANULE_THREADS");
 }
 
+/* The number after `"key": ` in a one-line JSON object, or NAN when the key is missing. */
+static double json_number(const char *json, const char *key) {
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+    const char *at = strstr(json, pattern);
+    if (at == NULL) return NAN;
+    char *end = NULL;
+    double value = strtod(at + strlen(pattern), &end);
+    return end == at + strlen(pattern) ? NAN : value;
+}
+
+static void test_bench_times_the_step_function(void) {
+    write_files(8, good_ids);
+    char weights[700], batch[700], out[700];
+    in_dir(weights, sizeof weights, "weights.safetensors");
+    in_dir(batch, sizeof batch, "batch.safetensors");
+    in_dir(out, sizeof out, "bench-grads.safetensors");
+    outcome o;
+    /* The loss the step prints is the loss bench prints. */
+    run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, NULL});
+    CHECK_EQ(o.status, 0);
+    char loss_line[128] = "";
+    const char *at = strstr(o.out, "loss: ");
+    if (at != NULL) snprintf(loss_line, sizeof loss_line, "%.*s", (int)(strchr(at, '\n') - at + 1), at);
+    CHECK(loss_line[0] != '\0');
+
+    /* Text: defaults (10 timed calls after 2 warm-up calls) and the options. */
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--threads", "1", NULL});
+    CHECK_EQ(o.status, 0);
+    CHECK_STR_EQ(o.err, "");
+    CHECK_CONTAINS(o.out, "bench @loss_grad: 10 timed calls after 2 warm-up calls, 1 thread\n");
+    CHECK_CONTAINS(o.out, "\nmedian ");
+    CHECK_CONTAINS(o.out, " ms, min ");
+    CHECK_CONTAINS(o.out, "\npeak RSS ");
+    CHECK_CONTAINS(o.out, loss_line);
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--steps=1", "--warmup", "0", "--threads", "2", NULL});
+    CHECK_EQ(o.status, 0);
+    CHECK_CONTAINS(o.out, "bench @loss_grad: 1 timed call after 0 warm-up calls, 2 threads\n");
+
+    /* JSON: one line, consistent statistics, one timing per step. */
+    run(&o, (const char *[]){"bench", "--json", "--weights", weights, "--batch", batch, "--steps", "5", "--warmup", "1", "--threads", "2", NULL});
+    CHECK_EQ(o.status, 0);
+    CHECK_STR_EQ(o.err, "");
+    CHECK(strncmp(o.out, "{\"function\": \"loss_grad\", \"threads\": 2, \"warmup\": 1, \"steps\": 5, \"median_ms\": ", 78) == 0);
+    CHECK(strchr(o.out, '\n') == o.out + strlen(o.out) - 1);
+    CHECK(strlen(o.out) >= 2 && o.out[strlen(o.out) - 2] == '}');
+    double median = json_number(o.out, "median_ms"), min = json_number(o.out, "min_ms"), max = json_number(o.out, "max_ms");
+    CHECK(min >= 0 && min <= median && median <= max);
+    CHECK(json_number(o.out, "peak_rss_mb") > 0);
+    CHECK(json_number(o.out, "cpu_ms") >= 0);
+    const char *times = strstr(o.out, "\"times_ms\": [");
+    CHECK(times != NULL);
+    if (times != NULL) {
+        int values = 1;
+        for (const char *c = times; *c != ']' && *c != '\0'; c++) values += *c == ',';
+        CHECK_EQ(values, 5);
+    }
+    double step_loss = strtod(loss_line + strlen("loss: "), NULL);
+    CHECK(json_number(o.out, "loss") == step_loss);
+
+    /* Another function by name; a first result that is not a scalar gives "loss": null. */
+    char sgd[700];
+    in_dir(sgd, sizeof sgd, "bench-sgd.safetensors");
+    float w[4] = {1, 2, 3, 4}, m[4] = {0, 0, 1, 1}, g[4] = {1, 1, 1, 1};
+    int64_t shape[1] = {4};
+    gr_st_write_tensor tensors[3] = {{"w", GR_ST_F32, 1, shape, w}, {"m", GR_ST_F32, 1, shape, m}, {"g", GR_ST_F32, 1, shape, g}};
+    gr_error err;
+    CHECK_EQ(gr_safetensors_write(sgd, tensors, 3, NULL, 0, &err), 0);
+    run(&o, (const char *[]){"bench", "--function", "sgd", "--weights", sgd, "--batch", sgd, "--json", "--steps", "2", NULL});
+    CHECK_EQ(o.status, 0);
+    CHECK_CONTAINS(o.out, "{\"function\": \"sgd\", ");
+    CHECK_CONTAINS(o.out, "\"steps\": 2, ");
+    CHECK_CONTAINS(o.out, "\"loss\": null}\n");
+
+    /* Usage errors. */
+    run(&o, (const char *[]){"bench", "--weights", weights, NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: bench needs --batch FILE");
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--steps", "0", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: --steps must be an integer in [1, 100000], got '0'");
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--warmup", "-1", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: --warmup must be an integer in [0, 100000], got '-1'");
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--steps", "3", "--steps", "4", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: option '--steps' is given more than once");
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--out", out, NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: bench: unknown option '--out'");
+    run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, "--json", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: step: unknown option '--json'");
+
+    /* Errors: an unknown function, a missing parameter, a run-time error in a timed call. */
+    run(&o, (const char *[]){"bench", "--function", "nope", "--weights", weights, "--batch", batch, NULL});
+    CHECK_EQ(o.status, 1);
+    CHECK_STR_EQ(o.err, "error: the program has no function 'nope' (functions: loss_grad, mixed, sgd)\n");
+    run(&o, (const char *[]){"bench", "--function", "sgd", "--weights", weights, "--batch", batch, NULL});
+    CHECK_EQ(o.status, 1);
+    CHECK_CONTAINS(o.err, "error: function 'sgd': parameter 'w' (f32[4], trainable) is in none of: ");
+    const int64_t bad_ids[6] = {1, 2, 3, 4, 5, 64};
+    write_files(8, bad_ids);
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--warmup", "0", NULL});
+    CHECK_EQ(o.status, 1);
+    CHECK_STR_EQ(o.err, "error: fake.tir:4:3: gather: index 64 is out of range [0, 8)\n");
+    CHECK_STR_EQ(o.out, "");
+    write_files(8, good_ids);
+}
+
 static void test_no_temporary_files_left(void) {
     /* Everything written above went through atomic writes: only the named files remain. */
     int entries = count_entries(directory);
@@ -344,6 +454,7 @@ int main(int argc, char **argv) {
     RUN(test_run_writes_every_result);
     RUN(test_failures_name_the_file_and_tensor);
     RUN(test_invalid_thread_environment);
+    RUN(test_bench_times_the_step_function);
     RUN(test_no_temporary_files_left);
     remove_tree(directory);
     return test_report(start);

@@ -17,8 +17,10 @@ enum BufferLocation: Equatable {
 /// through views and fused expressions count); (2) walking the steps in order, allocate each
 /// written buffer first-fit among the free ranges (64-byte aligned), then free the buffers whose
 /// last read was this step. Buffers are freed only after the step's outputs are placed, so a
-/// kernel never writes over its own inputs (no in-place updates yet: that costs memory, not
-/// correctness). Returned values live in the caller's result buffers; parameters in its arguments.
+/// kernel never writes over a live input — except in place: an elementwise kernel takes over the
+/// buffer of an input whose last read it is when every read of that buffer is at the output's own
+/// index (same shape, dense), so each element is read before it is overwritten. Returned values
+/// live in the caller's result buffers; parameters in its arguments.
 struct MemoryPlan {
     private(set) var locations: [Value: BufferLocation] = [:]
     private(set) var arenaBytes = 0
@@ -56,8 +58,17 @@ struct MemoryPlan {
         var free: [(offset: Int, size: Int)] = []
         var live: [Value: (offset: Int, size: Int)] = [:]
         var top = 0
-        for (index, _) in schedule.steps.enumerated() {
+        for (index, step) in schedule.steps.enumerated() {
             for (_, value) in written.filter({ $0.step == index }) where locations[value] == nil {
+                if case .elementwise(_, let leaves) = step,
+                    let donor = MemoryPlan.inPlaceDonor(for: value, leaves: leaves, function, step: index, lastRead: lastRead, live: live)
+                {
+                    locations[value] = locations[donor]
+                    live[value] = live[donor]
+                    live[donor] = nil
+                    if lastRead[value] == nil { lastRead[value] = index }
+                    continue
+                }
                 let size = MemoryPlan.aligned(function.type(of: value).elementCount * function.type(of: value).dtype.byteSize)
                 var offset: Int
                 if let slot = free.firstIndex(where: { $0.size >= size }) {
@@ -80,6 +91,39 @@ struct MemoryPlan {
             free = MemoryPlan.coalesce(free)
         }
         arenaBytes = top
+    }
+
+    /// An arena buffer read for the last time by this elementwise step, only at the output's own
+    /// index, and as large as the output: the output can overwrite it.
+    private static func inPlaceDonor(
+        for output: Value, leaves: [Value: Leaf], _ function: Function, step: Int, lastRead: [Value: Int],
+        live: [Value: (offset: Int, size: Int)]
+    ) -> Value? {
+        let type = function.type(of: output)
+        let identical = Layout(buffer: output, offset: 0, strides: rowMajorStrides(type.shape))
+        var exact: Set<Value> = []
+        var other: Set<Value> = []
+        func collect(_ leaf: Leaf, sameShape: Bool) {
+            switch leaf {
+            case .strided(let layout):
+                let isIdentical = sameShape && layout.offset == 0 && layout.strides == identical.strides
+                if isIdentical { exact.insert(layout.buffer) } else { other.insert(layout.buffer) }
+            case .padded(let inner, _, _):
+                collect(inner, sameShape: false)
+            case .concatenated(_, let pieces, _, _):
+                pieces.forEach { collect($0, sameShape: false) }
+            }
+        }
+        for (value, leaf) in leaves {
+            collect(leaf, sameShape: function.type(of: value).shape == type.shape)
+        }
+        for buffer in exact.subtracting(other).sorted() {
+            guard lastRead[buffer] == step, let range = live[buffer], function.type(of: buffer).dtype == type.dtype,
+                range.size >= aligned(type.elementCount * type.dtype.byteSize)
+            else { continue }
+            return buffer
+        }
+        return nil
     }
 
     static func aligned(_ bytes: Int) -> Int { max(alignment, (bytes + alignment - 1) / alignment * alignment) }

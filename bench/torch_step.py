@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""PyTorch eager side of the benchmark: one training step (forward + backward) of the reference
+VL-BART / VL-T5 model (tools/reference/vl_models.py) on the weights and batch Granule uses.
+
+    python bench/torch_step.py --spec SPEC.json --weights W.safetensors --batch B.safetensors \
+        [--steps 10] [--warmup 2] [--threads 2] [--grads-out G.safetensors]
+
+Run by bench/run in its own process (so its peak RSS is its own). Prints one JSON line.
+
+* The model is built on the `meta` device and its parameters are replaced by the tensors of
+  W.safetensors (names match by design: HF state-dict names + Granule's PET names), so the process
+  holds the weights once, as Granule's mapped file does; tied aliases (embed_tokens, lm_head)
+  point at the same tensor.
+* Trainable set: `VLModel.trainable_names()` (the rules of the official code); frozen parameters
+  have requires_grad False, so autograd computes no weight gradient for them (as Granule).
+* One step = zero the gradients (set to None, as `optimizer.zero_grad()` does; untimed), then
+  timed: forward, loss, `loss.backward()`. No optimizer step. Dropout is off (the reference's
+  layer code has none; the HF modules are in eval mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+from safetensors import safe_open  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from torch import nn  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools" / "reference"))
+from pet import PETConfig  # noqa: E402
+from vl_models import VisualSpec, build_model  # noqa: E402
+
+
+def rss_mib() -> float:
+    """Peak RSS of this process so far, MiB (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def model_from_spec(spec_path: Path):
+    """(model, loss mode) for a Granule model spec, built on the meta device."""
+    spec = json.loads(spec_path.read_text())
+    config = json.loads((spec_path.parent / spec["backbone"]).read_text())
+    if "resize_vocab" in spec:
+        config["vocab_size"] = spec["resize_vocab"]
+    kind = config["model_type"]
+    p = dict(spec["pet"])
+    method = p.pop("method")
+    known = {"granularity", "r", "heads", "gate_r", "scale", "value_r", "base", "phm_n", "alpha", "length", "mid_dim"}
+    unknown = set(p) - known
+    if unknown:
+        raise SystemExit(f"torch_step: PET fields not supported by the reference: {sorted(unknown)}")
+    pet = PETConfig(method, **p)
+    visual = None
+    if "visual" in spec:
+        v = spec["visual"]
+        visual = VisualSpec(feature_dim=v["feature_dim"], grid=tuple(v["grid"]),
+                            pool_window=tuple(v["pool_window"]), images=v["images"])
+    with torch.device("meta"):
+        model = build_model(kind, config, pet, visual)
+    return model, spec["loss"]
+
+
+def load_weights(model, path: Path) -> None:
+    """Replace every (meta) parameter and contract buffer by the file's tensor of the same name."""
+    params = model.named_params()                     # first name of every parameter
+    buffers = model.named_buffers_contract()
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        missing = (set(params) | set(buffers)) - keys
+        extra = keys - set(params) - set(buffers)
+        if missing or extra:
+            raise SystemExit(f"torch_step: weight names differ: missing {sorted(missing)[:5]}, extra {sorted(extra)[:5]}")
+        new = {}
+        for name, p in params.items():
+            t = f.get_tensor(name)
+            if t.dtype != torch.float32 or tuple(t.shape) != tuple(p.shape):
+                raise SystemExit(f"torch_step: {name}: file has {t.dtype} {list(t.shape)}, model {list(p.shape)}")
+            new[id(p)] = nn.Parameter(t, requires_grad=False)
+        # Every alias (tied embeddings, lm_head) of a parameter gets the same new Parameter.
+        for mname, module in model.hf.named_modules(remove_duplicate=False):
+            for pname, p in list(module.named_parameters(recurse=False)):
+                setattr(module, pname, new[id(p)])
+        for name, b in buffers.items():
+            mname, bname = name.rsplit(".", 1) if "." in name else ("", name)
+            owner = model.hf.get_submodule(mname) if mname else model.hf
+            owner.register_buffer(bname, f.get_tensor(name).reshape(b.shape).contiguous())
+    left = [n for n, p in model.hf.named_parameters(remove_duplicate=False) if p.is_meta]
+    left += [n for n, b in model.hf.named_buffers() if b.is_meta]
+    if left:
+        raise SystemExit(f"torch_step: still on the meta device after loading: {left[:5]}")
+
+
+def load_batch(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spec", type=Path, required=True)
+    ap.add_argument("--weights", type=Path, required=True)
+    ap.add_argument("--batch", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--grads-out", type=Path, help="write the loss and every trainable gradient here")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    model, loss_mode = model_from_spec(args.spec)
+    load_weights(model, args.weights)
+    model.hf.eval()
+    params = model.named_params()
+    trainable = model.trainable_names()
+    for n in trainable:
+        params[n].requires_grad_(True)
+    train_params = [params[n] for n in trainable]
+    batch = load_batch(args.batch)
+    setup_s = time.perf_counter() - t0
+    rss_setup = rss_mib()
+
+    times = []
+    loss = None
+    for i in range(args.warmup + args.steps):
+        for p in train_params:
+            p.grad = None
+        start = time.perf_counter()
+        _, loss = model.loss(batch, loss_mode)
+        loss.backward()
+        elapsed = (time.perf_counter() - start) * 1e3
+        if i >= args.warmup:
+            times.append(elapsed)
+
+    if args.grads_out is not None:
+        out = {"loss": loss.detach().reshape(())}
+        for n, p in zip(trainable, train_params):
+            out[f"grad.{n}"] = p.grad.detach().contiguous()
+        save_file(out, str(args.grads_out))
+
+    s = sorted(times)
+    n = len(s)
+    median = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    print(json.dumps({
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "warmup": args.warmup, "steps": n,
+        "median_ms": round(median, 3), "min_ms": round(s[0], 3), "max_ms": round(s[-1], 3),
+        "mean_ms": round(sum(s) / n, 3), "times_ms": [round(t, 3) for t in times],
+        "peak_rss_mb": round(rss_mib(), 1), "rss_after_setup_mb": round(rss_setup, 1), "setup_s": round(setup_s, 2),
+        "loss": loss.item(), "trainable": trainable,
+    }))
+
+
+if __name__ == "__main__":
+    main()
