@@ -325,10 +325,10 @@ struct ElementEvaluator {
 
     private func floatSuffix(_ dtype: DType) -> String { dtype == .f32 ? "f32" : "f64" }
 
-    /// libm for doubles (and float log/pow); float exp, tanh and erf use the inline polynomials
+    /// libm for doubles (and float pow); float exp, log, tanh and erf use the inline polynomials
     /// of `VectorMath`, which vectorize.
     private func libm(_ name: String, _ dtype: DType, _ operands: [String]) -> String {
-        if dtype == .f32, ["exp", "tanh", "erf", "sigmoid"].contains(name) {
+        if dtype == .f32, ["exp", "log", "tanh", "erf", "sigmoid"].contains(name) {
             module.useVectorMath()
             return ir.value("call float @gr.\(name)f(float \(operands[0]))")
         }

@@ -3,7 +3,9 @@ import GranuleIR
 /// Kernels for the ops that are not elementwise: reductions, normalisations, softmax,
 /// cross-entropy, gather/scatter and pooling. Each reads dense operand buffers (context slots
 /// 2...) and writes a dense result (slot 1), parallel over `rows` independent pieces of work.
-/// Float accumulations run in double, as the interpreter's do.
+/// Float accumulations run in double, as the interpreter's do, with `reassoc` so that they
+/// vectorize (the order of a row's additions is then fixed by the vector width, not by the
+/// source: results are deterministic for a given binary).
 struct OpKernel {
     let function: Function
     let op: Operation
@@ -72,7 +74,14 @@ struct OpKernel {
     func add(_ ir: IRText, _ a: String, _ b: String) -> String { ir.value("add nsw i64 \(a), \(b)") }
     func mul(_ ir: IRText, _ a: String, _ b: Int) -> String { b == 1 ? a : ir.value("mul nsw i64 \(a), \(b)") }
 
+    /// e^x of a double: for float tensors through the vectorizable float polynomial (the argument
+    /// is a float difference, the sum it feeds accumulates in double); libm for doubles.
     func exp(_ ir: IRText, _ x: String) -> String {
+        if type(op.operands[0]).dtype == .f32 {
+            module.useVectorMath()
+            let narrow = ir.value("fptrunc double \(x) to float")
+            return ir.value("fpext float \(ir.value("call float @gr.expf(float \(narrow))")) to double")
+        }
         module.declare("declare double @exp(double)")
         return ir.value("call double @exp(double \(x))")
     }
@@ -135,7 +144,7 @@ struct OpKernel {
                             module.declare("declare double @llvm.maximum.f64(double, double)")
                             updated = ir.value("call double @llvm.maximum.f64(double \(current), double \(wide))")
                         } else {
-                            updated = ir.value("fadd double \(current), \(wide)")
+                            updated = ir.value("fadd reassoc double \(current), \(wide)")
                         }
                     } else if op.opcode == .reduceMax {
                         updated = ir.value("select i1 \(ir.value("icmp sgt \(accumulatorType) \(element), \(current)")), \(accumulatorType) \(element), \(accumulatorType) \(current)")
@@ -186,7 +195,7 @@ struct OpKernel {
             ir.loop(from: "0", to: String(length), "k") { k in
                 let element = widen(ir, dtype, load(ir, dtype, "%buf2", add(ir, base, mul(ir, k, innerBlock))))
                 let term = exp(ir, ir.value("fsub double \(element), \(top)"))
-                ir.emit("store double \(ir.value("fadd double \(ir.value("load double, ptr \(total)")), \(term)")), ptr \(total)")
+                ir.emit("store double \(ir.value("fadd reassoc double \(ir.value("load double, ptr \(total)")), \(term)")), ptr \(total)")
             }
             let sum = ir.value("load double, ptr \(total)")
             let logSum = op.opcode == .logSoftmax ? log(ir, sum) : ""
@@ -233,7 +242,7 @@ struct OpKernel {
         if isLayerNorm {
             let total = ir.variable("double", initial: llvmFloat(0, .f64))
             ir.loop(from: "0", to: String(d), "k") { k in
-                ir.emit("store double \(ir.value("fadd double \(ir.value("load double, ptr \(total)")), \(load(input, offset(k)))")), ptr \(total)")
+                ir.emit("store double \(ir.value("fadd reassoc double \(ir.value("load double, ptr \(total)")), \(load(input, offset(k)))")), ptr \(total)")
             }
             mean = ir.value("fdiv double \(ir.value("load double, ptr \(total)")), \(llvmFloat(Double(d), .f64))")
         }
@@ -241,7 +250,7 @@ struct OpKernel {
         ir.loop(from: "0", to: String(d), "k") { k in
             let centered = ir.value("fsub double \(load(input, offset(k))), \(mean)")
             let square = ir.value("fmul double \(centered), \(centered)")
-            ir.emit("store double \(ir.value("fadd double \(ir.value("load double, ptr \(squares)")), \(square)")), ptr \(squares)")
+            ir.emit("store double \(ir.value("fadd reassoc double \(ir.value("load double, ptr \(squares)")), \(square)")), ptr \(squares)")
         }
         let variance = ir.value("fdiv double \(ir.value("load double, ptr \(squares)")), \(llvmFloat(Double(d), .f64))")
         module.declare("declare double @llvm.sqrt.f64(double)")
@@ -274,7 +283,7 @@ struct OpKernel {
         ir.loop(from: "0", to: String(classes), "v") { v in
             let element = widen(ir, dtype, load(ir, dtype, "%buf2", add(ir, base, v)))
             let term = exp(ir, ir.value("fsub double \(element), \(top)"))
-            ir.emit("store double \(ir.value("fadd double \(ir.value("load double, ptr \(total)")), \(term)")), ptr \(total)")
+            ir.emit("store double \(ir.value("fadd reassoc double \(ir.value("load double, ptr \(total)")), \(term)")), ptr \(total)")
         }
         return (ir.value("fadd double \(top), \(log(ir, ir.value("load double, ptr \(total)")))"), base)
     }
