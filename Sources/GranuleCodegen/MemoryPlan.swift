@@ -49,7 +49,7 @@ struct MemoryPlan {
                 written.append((index, root))
                 written.append((index, function.operations[norm].result))
             case .copy(_, let target): written.append((index, target))
-            case .op(let opIndex, _): written.append((index, function.operations[opIndex].result))
+            case .op(let opIndex, _, _): written.append((index, function.operations[opIndex].result))
             case .gemm(_, _, let output, _): written.append((index, output))
             case .copyToResult: break
             }
@@ -158,8 +158,9 @@ struct MemoryPlan {
             result += weights
         case .copy(let source, _), .copyToResult(let source, _):
             addLeaf(source)
-        case .op(_, let operands):
+        case .op(_, let operands, let leaves):
             result += operands
+            leaves.values.forEach(addLeaf)
         case .gemm(_, let operands, let output, let accumulate):
             result += operands
             if accumulate { result.append(output) }

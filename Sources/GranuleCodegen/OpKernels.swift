@@ -12,6 +12,9 @@ struct OpKernel {
     let name: String
     let opId: Int
     let module: ModuleText
+    /// For a reduction whose input is computed in the kernel (fused elementwise producers): the
+    /// schedule, the leaves of that expression and the op ids for its errors.
+    var fusedInput: (schedule: Schedule, leaves: [Value: Leaf], opIds: [Value: Int])? = nil
 
     var mayRaise: Bool {
         [.gather, .scatterAdd, .crossEntropy, .crossEntropyGrad].contains(op.opcode)
@@ -19,13 +22,18 @@ struct OpKernel {
 
     func type(_ value: Value) -> TensorType { function.type(of: value) }
 
-    /// The kernel's text and its row count.
-    func emit() throws(Diagnostic) -> (text: String, rows: Int) {
+    /// The kernel's text, its row count and the buffers of its context slots after the output
+    /// (the operands, or for a fused reduction the buffers its expression reads).
+    func emit() throws(Diagnostic) -> (text: String, rows: Int, inputs: [Value]) {
         let ir = IRText()
         ir.begin()
         let rows: Int
+        var inputs = op.operands
         switch op.opcode {
-        case .reduceSum, .reduceMean, .reduceMax: rows = try reduce(ir)
+        case .reduceSum, .reduceMean, .reduceMax:
+            var slots = [op.result]
+            rows = try reduce(ir, &slots)
+            if fusedInput != nil { inputs = Array(slots.dropFirst()) }
         case .softmax, .logSoftmax: rows = try softmax(ir)
         case .layerNorm, .rmsNorm: rows = try normalize(ir)
         case .crossEntropy: rows = try crossEntropy(ir)
@@ -39,12 +47,12 @@ struct OpKernel {
         ir.emit("ret void")
         var lines = ir.lines
         var pointers = ["  %rt = load ptr, ptr %ctx"]
-        for slot in 1...(op.operands.count + 1) {
+        for slot in 1...(inputs.count + 1) {
             pointers.append("  %buf\(slot).slot = getelementptr ptr, ptr %ctx, i64 \(slot)")
             pointers.append("  %buf\(slot) = load ptr, ptr %buf\(slot).slot")
         }
         lines.insert(contentsOf: pointers, at: 1)
-        return ("define internal void @\(name)(i64 %begin, i64 %end, ptr %ctx) {\n" + lines.joined(separator: "\n") + "\n}\n", rows)
+        return ("define internal void @\(name)(i64 %begin, i64 %end, ptr %ctx) {\n" + lines.joined(separator: "\n") + "\n}\n", rows, inputs)
     }
 
     // MARK: helpers
@@ -109,7 +117,8 @@ struct OpKernel {
 
     // MARK: reductions
 
-    private func reduce(_ ir: IRText) throws(Diagnostic) -> Int {
+    /// `slots` starts as [output]; a fused input's expression appends the buffers it reads.
+    private func reduce(_ ir: IRText, _ slots: inout [Value]) throws(Diagnostic) -> Int {
         let x = type(op.operands[0])
         let dtype = x.dtype
         let axes = try op.attributes.ints("axes")
@@ -121,10 +130,12 @@ struct OpKernel {
             // The kept indices of output element o → the base offset in x.
             var base = "0"
             var remainder = o
+            var axisIndex = [String](repeating: "0", count: x.rank)
             for axis in kept.reversed() {
                 let index = axis == kept.first ? remainder : ir.value("urem i64 \(remainder), \(x.shape[axis])", "ix")
                 if axis != kept.first { remainder = ir.value("udiv i64 \(remainder), \(x.shape[axis])", "q") }
                 base = add(ir, base, mul(ir, index, strides[axis]))
+                axisIndex[axis] = index
             }
             let accumulatorType = dtype.isFloat ? "double" : dtype.llvm
             let initial: String
@@ -135,7 +146,23 @@ struct OpKernel {
             let accumulator = ir.variable(accumulatorType, initial: initial)
             func nest(_ depth: Int, _ offset: String) {
                 if depth == axes.count {
-                    let element = load(ir, dtype, "%buf2", offset)
+                    let element: String
+                    if let fused = fusedInput {
+                        // The input element computed in place from the fused expression.
+                        let host = ElementwiseKernel(schedule: fused.schedule, module: module, name: name, opIds: fused.opIds)
+                        let last = max(x.rank - 1, 0)
+                        var row = "0"
+                        for axis in 0..<last where axisIndex[axis] != "0" {
+                            row = add(ir, row, mul(ir, axisIndex[axis], strides[axis] / max(x.shape[last], 1)))
+                        }
+                        var evaluator = ElementEvaluator(
+                            kernel: host, ir: ir, shape: x.shape, leading: Array(axisIndex.prefix(last)),
+                            inner: x.rank == 0 ? "0" : axisIndex[last], row: row, buffers: slots, leaves: fused.leaves)
+                        element = evaluator.evaluate(op.operands[0])
+                        slots = evaluator.kernelBuffers
+                    } else {
+                        element = load(ir, dtype, "%buf2", offset)
+                    }
                     let current = ir.value("load \(accumulatorType), ptr \(accumulator)")
                     let updated: String
                     if dtype.isFloat {
@@ -156,6 +183,7 @@ struct OpKernel {
                 }
                 let axis = axes[depth]
                 ir.loop(from: "0", to: String(x.shape[axis]), "r") { index in
+                    axisIndex[axis] = index
                     nest(depth + 1, add(ir, offset, mul(ir, index, strides[axis])))
                 }
             }

@@ -187,15 +187,18 @@ struct FunctionEmitter {
                 let batch = dims.batch.reduce(1, *)
                 flops += 2 * batch * dims.m * dims.n * dims.k
                 scheduleLines.append("gemm %\(function.name(of: output)) = \(batch) × [\(dims.m)×\(dims.k)]·[\(dims.k)×\(dims.n)]\(accumulate ? " + bias (epilogue)" : "")")
-            case .op(let opIndex, let operands):
+            case .op(let opIndex, let operands, let leaves):
                 let op = function.operations[opIndex]
-                let kernel = OpKernel(function: function, op: op, name: kernelName, opId: opIds[op.result] ?? -1, module: module)
-                let (text, rows) = try kernel.emit()
+                var kernel = OpKernel(function: function, op: op, name: kernelName, opId: opIds[op.result] ?? -1, module: module)
+                let fused = operands.isEmpty && !op.operands.isEmpty
+                if fused { kernel.fusedInput = (schedule, leaves, opIds) }
+                let (text, rows, inputs) = try kernel.emit()
                 let callee = module.addKernel(kernelName, text)
-                launch(entry, callee, rows: rows, buffers: [pointer(op.result)] + operands.map(pointer), checks: kernel.mayRaise)
+                launch(entry, callee, rows: rows, buffers: [pointer(op.result)] + (fused ? inputs : operands).map(pointer), checks: kernel.mayRaise || fused)
                 kernels += 1
-                flops += function.type(of: op.operands[0]).elementCount * 4
-                scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result)), \(rows) rows")
+                flops += function.type(of: op.operands[0]).elementCount * (fused ? fusedOpCount(op.operands[0]) + 1 : 4)
+                let fusing = fused ? " fusing \(fusedOpCount(op.operands[0])) ops" : ""
+                scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result))\(fusing), \(rows) rows")
             }
         }
         entry.emit("ret i32 0")

@@ -33,8 +33,9 @@ enum Step {
     /// returned twice).
     case copyToResult(source: Leaf, index: Int)
     /// Any other op: one kernel for `function.operations[index]`, whose operands are read densely
-    /// from `operands` (their buffers).
-    case op(Int, operands: [Value])
+    /// from `operands` (their buffers) — except a reduction's input computed in the kernel from
+    /// fused elementwise producers, read through `leaves` (then `operands` is empty).
+    case op(Int, operands: [Value], leaves: [Value: Leaf])
     /// An elementwise `root` as above whose rows are then normalised by the layer_norm or rms_norm
     /// `function.operations[norm]` in the same kernel (the residual + LayerNorm tail of a
     /// post-LN sub-layer: one pass writes the sum for the backward pass and normalises it while
@@ -75,6 +76,7 @@ struct Schedule {
         .add, .sub, .mul, .div, .max, .min, .compare, .select, .cast, .dropout, .iota, .constant,
     ]
     static let viewOps: Set<Opcode> = [.transpose, .broadcastTo, .slice, .reshape]
+    static let reductionOps: Set<Opcode> = [.reduceSum, .reduceMean, .reduceMax]
 
     init(_ function: Function) {
         self.function = function
@@ -103,7 +105,9 @@ struct Schedule {
                 return Schedule.elementwiseOps.contains(consumer.opcode)
                     && (free || function.type(of: consumer.result).elementCount == count)
             }
-            if consumersFuse && (free || uses[value.id].count == 1) { inlined.insert(value) }
+            // A reduction computes its single-use elementwise input itself, element by element.
+            let reduction = uses[value.id].count == 1 && Schedule.reductionOps.contains(function.operations[uses[value.id][0]].opcode)
+            if (consumersFuse && (free || uses[value.id].count == 1)) || reduction { inlined.insert(value) }
         }
 
         // GEMM bias epilogues: `add(matmul, bias)` whose matmul has no other use and whose sum is
@@ -161,10 +165,13 @@ struct Schedule {
                 }
             case _ where (op.opcode == .layerNorm || op.opcode == .rmsNorm) && fuseNorm(op, index):
                 materialized.insert(value)
+            case _ where Schedule.reductionOps.contains(op.opcode) && inlined.contains(op.operands[0]):
+                steps.append(.op(index, operands: [], leaves: leaves(of: op)))
+                materialized.insert(value)
             default:
                 // Non-elementwise kernels read dense buffers.
                 for operand in op.operands where !isDense(operand) { materialize(operand) }
-                steps.append(.op(index, operands: op.operands.map { layout(of: $0)!.buffer }))
+                steps.append(.op(index, operands: op.operands.map { layout(of: $0)!.buffer }, leaves: [:]))
                 materialized.insert(value)
             }
             // A result that is a view or composite gets its buffer right away, before any consumer.
