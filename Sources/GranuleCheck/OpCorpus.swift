@@ -118,6 +118,16 @@ private func movementCases() -> [GradientCase] {
         GradientCase(name: "max_pool2d", parameters: "%x: f32[2,4,4,3] trainable", body: "  %y = max_pool2d %x {window = [2, 2]} : f32[2,3,3,3]", resultType: "f32[2,3,3,3]"),
         GradientCase(name: "max_pool2d 3x2", parameters: "%x: f32[3,4,2] trainable", body: "  %y = max_pool2d %x {window = [3, 2]} : f32[1,3,2]", resultType: "f32[1,3,2]"),
         GradientCase(name: "dropout", parameters: "%x: f32[4,6] trainable, %seed: i64[] input", body: "  %y = dropout %x, %seed {offset = 7, rate = 0.3} : f32[4,6]", resultType: "f32[4,6]"),
+        // Second shapes of the data-movement ops.
+        GradientCase(name: "reshape to rank 1", parameters: "%x: f32[2,3,2] trainable", body: "  %y = reshape %x : f32[12]", resultType: "f32[12]"),
+        GradientCase(name: "transpose last two", parameters: "%x: f32[2,3,4] trainable", body: "  %y = transpose %x {perm = [0, 2, 1]} : f32[2,4,3]", resultType: "f32[2,4,3]"),
+        GradientCase(name: "slice rank 3", parameters: "%x: f32[3,4,5] trainable", body: "  %y = slice %x {limit = [2, 4, 3], start = [1, 1, 0]} : f32[1,3,3]", resultType: "f32[1,3,3]"),
+        GradientCase(name: "pad rank 3", parameters: "%x: f32[2,2,3] trainable", body: "  %y = pad %x {high = [1, 0, 0], low = [0, 2, 1]} : f32[3,4,4]", resultType: "f32[3,4,4]"),
+        GradientCase(name: "concat axis 0", parameters: "%a: f32[1,3] trainable, %b: f32[2,3] trainable", body: "  %y = concat %a, %b {axis = 0} : f32[3,3]", resultType: "f32[3,3]"),
+        GradientCase(name: "broadcast_to leading", parameters: "%x: f32[4] trainable", body: "  %y = broadcast_to %x : f32[3,4]", resultType: "f32[3,4]"),
+        GradientCase(name: "scatter_add rank 3 repeated", parameters: "%t: f32[3,2,2] trainable, %u: f32[4,2,2] trainable", body: "  %i = constant dense<[2, 0, 2, 1]> : i64[4]\n  %y = scatter_add %t, %i, %u : f32[3,2,2]", resultType: "f32[3,2,2]"),
+        GradientCase(name: "cast f64 round trip", parameters: "%x: f32[5] trainable", body: "  %d = cast %x : f64[5]\n  %t = tanh %d : f64[5]\n  %y = cast %t : f32[5]", resultType: "f32[5]"),
+        GradientCase(name: "dropout rank 3", parameters: "%x: f32[2,3,5] trainable, %seed: i64[] input", body: "  %y = dropout %x, %seed {offset = 2, rate = 0.5} : f32[2,3,5]", resultType: "f32[2,3,5]"),
     ]
 }
 

@@ -23,12 +23,13 @@ func gradientMatchesFiniteDifferences(_ testCase: GradientCase) throws {
     }
 }
 
-@Test("every differentiable op has a gradient check")
+@Test("every differentiable op has gradient checks at two or more shapes")
 func everyOpIsCovered() {
-    let covered = Set(allGradientCases.flatMap { testCase in
-        Opcode.allCases.filter { testCase.body.contains(" = \($0.name) ") }
-    })
+    var cases: [Opcode: Int] = [:]
+    for testCase in allGradientCases {
+        for opcode in Opcode.allCases where testCase.body.contains(" = \(opcode.name) ") { cases[opcode, default: 0] += 1 }
+    }
     let notDifferentiable: Set<Opcode> = [.compare, .iota, .constant, .maxPool2dGrad, .crossEntropyGrad]
-    let missing = Set(Opcode.allCases).subtracting(covered).subtracting(notDifferentiable)
-    #expect(missing.isEmpty, "ops without a gradient check: \(missing.map(\.name).sorted())")
+    let missing = Opcode.allCases.filter { !notDifferentiable.contains($0) && cases[$0, default: 0] < 2 }
+    #expect(missing.isEmpty, "ops with fewer than two gradient checks: \(missing.map(\.name).sorted())")
 }
