@@ -36,7 +36,7 @@ let package = Package(
             swiftSettings: llvmInclude, linkerSettings: [.linkedLibrary("LLVM-19")]),
         // The C runtime of compiled programs (also linked into this process for the JIT).
         .target(
-            name: "GranuleRuntime", path: "Runtime", exclude: ["main", "tests", "Makefile.inc"],
+            name: "GranuleRuntime", path: "Runtime", exclude: ["main", "tests", "README.md"],
             sources: ["src"], publicHeadersPath: "include",
             cSettings: [.define("_GNU_SOURCE")],
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("pthread"), .linkedLibrary("m")]),

@@ -89,8 +89,8 @@ public struct LLVMToolchain: Sendable {
         }
     }
 
-    /// Compiles `text` to a relocatable object file at `path`.
-    public func emitObject(_ text: String, to path: String) throws(Diagnostic) {
+    /// Parses and optimises `text`, then hands the module and its target machine to `body`.
+    private func withOptimizedModule<T>(_ text: String, _ body: (LLVMModuleRef, LLVMTargetMachineRef) throws(Diagnostic) -> T) throws(Diagnostic) -> T {
         let context = LLVMContextCreate()
         defer { LLVMContextDispose(context) }
         let module = try LLVMToolchain.parse(text, context: context!)
@@ -98,29 +98,31 @@ public struct LLVMToolchain: Sendable {
         let machine = try makeTargetMachine()
         defer { LLVMDisposeTargetMachine(machine) }
         try optimize(module, machine: machine)
-        var message: UnsafeMutablePointer<CChar>?
-        let failed = path.withCString { cPath in
-            LLVMTargetMachineEmitToFile(machine, module, cPath, LLVMObjectFile, &message)
-        }
-        if failed != 0 {
-            let detail = message.map { String(cString: $0) } ?? ""
-            LLVMDisposeMessage(message)
-            throw Diagnostic(file: path, "cannot write the object file: \(detail)")
+        return try body(module, machine)
+    }
+
+    /// Compiles `text` to a relocatable object file at `path`.
+    public func emitObject(_ text: String, to path: String) throws(Diagnostic) {
+        try withOptimizedModule(text) { module, machine throws(Diagnostic) in
+            var message: UnsafeMutablePointer<CChar>?
+            let failed = path.withCString { cPath in
+                LLVMTargetMachineEmitToFile(machine, module, cPath, LLVMObjectFile, &message)
+            }
+            if failed != 0 {
+                let detail = message.map { String(cString: $0) } ?? ""
+                LLVMDisposeMessage(message)
+                throw Diagnostic(file: path, "cannot write the object file: \(detail)")
+            }
         }
     }
 
     /// The optimised IR as text (for `--emit-llvm` and for reading what the vectoriser did).
     public func optimizedText(_ text: String) throws(Diagnostic) -> String {
-        let context = LLVMContextCreate()
-        defer { LLVMContextDispose(context) }
-        let module = try LLVMToolchain.parse(text, context: context!)
-        defer { LLVMDisposeModule(module) }
-        let machine = try makeTargetMachine()
-        defer { LLVMDisposeTargetMachine(machine) }
-        try optimize(module, machine: machine)
-        let printed = LLVMPrintModuleToString(module)
-        defer { LLVMDisposeMessage(printed) }
-        return String(cString: printed!)
+        try withOptimizedModule(text) { module, _ in
+            let printed = LLVMPrintModuleToString(module)
+            defer { LLVMDisposeMessage(printed) }
+            return String(cString: printed!)
+        }
     }
 
     static func consume(_ error: LLVMErrorRef) -> String {

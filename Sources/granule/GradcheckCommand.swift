@@ -36,12 +36,10 @@ struct GradcheckCommand: ParsableCommand {
     var withRespectTo: String?
 
     func run() throws {
-        do {
+        try runReportingErrors {
             let module = try loadModule(path: file)
             let function = try selectFunction(module, named: self.function, path: file)
-            var values: [String: Tensor] = [:]
-            if let inputs { for (name, tensor) in try Safetensors.read(path: inputs) { values[name] = tensor } }
-            values.merge(RandomInputs.make(for: function, seed: seed, scale: scale, skipping: Set(values.keys))) { given, _ in given }
+            let values = try inputValues(for: function, file: inputs, randomSeed: seed, scale: scale)
             let check = GradientCheck(
                 maxElementsPerTensor: maxElements,
                 extraGradientInputs: withRespectTo.map { $0.split(separator: ",").map(String.init) } ?? [])
@@ -67,12 +65,6 @@ struct GradcheckCommand: ParsableCommand {
             }
             print("worst relative error \(String(format: "%.2e", report.worstRelativeError)) (tolerance \(String(format: "%.0e", tolerance)))")
             if report.worstRelativeError > tolerance { throw ExitCode.failure }
-        } catch let failure as CommandFailure {
-            printError(failure.description)
-            throw ExitCode.failure
-        } catch let diagnostic as Diagnostic {
-            printError(diagnostic.description)
-            throw ExitCode.failure
         }
     }
 }

@@ -1,5 +1,8 @@
+import ArgumentParser
 import Foundation
 import GranuleIR
+import GranuleInterpreter
+import GranuleCheck
 
 /// Reads, parses and verifies an IR file, turning every failure into a located diagnostic.
 func loadModule(path: String) throws -> Module {
@@ -49,4 +52,30 @@ func writeAtomically(_ text: String, to path: String) throws {
 struct CommandFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Runs a command body, printing located errors on standard error and exiting with status 1.
+func runReportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let failure as CommandFailure {
+        printError(failure.description)
+        throw ExitCode.failure
+    } catch let diagnostic as Diagnostic {
+        printError(diagnostic.description)
+        throw ExitCode.failure
+    }
+}
+
+/// Parameter values for a function: tensors from a .safetensors file, the rest (with a seed)
+/// deterministic random values.
+func inputValues(for function: Function, file: String?, randomSeed: UInt64?, scale: Double) throws -> [String: Tensor] {
+    var values: [String: Tensor] = [:]
+    if let file {
+        for (name, tensor) in try Safetensors.read(path: file) { values[name] = tensor }
+    }
+    if let randomSeed {
+        values.merge(RandomInputs.make(for: function, seed: randomSeed, scale: scale, skipping: Set(values.keys))) { given, _ in given }
+    }
+    return values
 }

@@ -27,7 +27,7 @@ struct OptCommand: ParsableCommand {
     var fullConstants = false
 
     func run() throws {
-        do {
+        try runReportingErrors {
             var module = try loadModule(path: file)
             let options = fullConstants ? PrintOptions.full : PrintOptions()
             let names = passes.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
@@ -41,7 +41,7 @@ struct OptCommand: ParsableCommand {
             }
             if let dumpDir { try writeAtomically(Printer.print(module, options: options), to: "\(dumpDir)/00-input.tir") }
             for (index, pass) in pipeline.enumerated() {
-                do {
+                do throws(Diagnostic) {
                     module = try pass.run(on: module)
                     try Verifier.verify(module)
                 } catch {
@@ -58,9 +58,6 @@ struct OptCommand: ParsableCommand {
             } else {
                 print(text, terminator: "")
             }
-        } catch let failure as CommandFailure {
-            printError(failure.description)
-            throw ExitCode.failure
         }
     }
 }

@@ -17,16 +17,3 @@ struct ParamsCommand: ParsableCommand {
         }
     }
 }
-
-/// Runs a command body, printing located errors on standard error and exiting with status 1.
-func runReportingErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let failure as CommandFailure {
-        printError(failure.description)
-        throw ExitCode.failure
-    } catch let diagnostic as Diagnostic {
-        printError(diagnostic.description)
-        throw ExitCode.failure
-    }
-}

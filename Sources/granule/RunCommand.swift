@@ -42,13 +42,10 @@ struct RunCommand: ParsableCommand {
     var backend: String = "interpreter"
 
     func run() throws {
-        do {
+        try runReportingErrors {
             let module = try loadModule(path: file)
             let function = try selectFunction(module, named: self.function, path: file)
-            var values = try inputs.map(loadTensors) ?? [:]
-            if let randomInputs {
-                values.merge(RandomInputs.make(for: function, seed: randomInputs, scale: scale, skipping: Set(values.keys))) { given, _ in given }
-            }
+            let values = try inputValues(for: function, file: inputs, randomSeed: randomInputs, scale: scale)
             if let saveInputs {
                 let ordered = function.parameters.compactMap { parameter -> (name: String, tensor: Tensor)? in
                     let name = function.name(of: parameter.value)
@@ -67,19 +64,7 @@ struct RunCommand: ParsableCommand {
             }
             for (name, tensor) in results { print(summary(name, tensor)) }
             if let output { try Safetensors.write(results, to: output) }
-        } catch let failure as CommandFailure {
-            printError(failure.description)
-            throw ExitCode.failure
-        } catch let diagnostic as Diagnostic {
-            printError(diagnostic.description)
-            throw ExitCode.failure
         }
-    }
-
-    private func loadTensors(_ path: String) throws -> [String: Tensor] {
-        var result: [String: Tensor] = [:]
-        for (name, tensor) in try Safetensors.read(path: path) { result[name] = tensor }
-        return result
     }
 }
 

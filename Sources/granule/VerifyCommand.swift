@@ -9,12 +9,9 @@ struct VerifyCommand: ParsableCommand {
     @Argument(help: "The .tir file.") var file: String
 
     func run() throws {
-        do {
+        try runReportingErrors {
             let module = try loadModule(path: file)
             print("\(file): ok (\(module.functions.count) function\(module.functions.count == 1 ? "" : "s"))")
-        } catch let failure as CommandFailure {
-            printError(failure.description)
-            throw ExitCode.failure
         }
     }
 }

@@ -14,7 +14,7 @@ struct VizCommand: ParsableCommand {
     var output: String
 
     func run() throws {
-        do {
+        try runReportingErrors {
             let module = try loadModule(path: file)
             let dot = Graphviz.dot(module)
             if output.hasSuffix(".svg") {
@@ -22,9 +22,6 @@ struct VizCommand: ParsableCommand {
             } else {
                 try writeAtomically(dot, to: output)
             }
-        } catch let failure as CommandFailure {
-            printError(failure.description)
-            throw ExitCode.failure
         }
     }
 
