@@ -60,7 +60,8 @@ let package = Package(
         .testTarget(name: "GranuleInterpreterTests", dependencies: ["GranuleIR", "GranuleInterpreter", "GranuleSupport"]),
         .testTarget(
             name: "GranulePassesTests",
-            dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCheck"]),
+            dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCheck"],
+            exclude: ["Goldens"]),
         .testTarget(
             name: "GranuleFrontendTests",
             dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleFrontend", "GranuleCheck"],

@@ -32,7 +32,7 @@ public struct PassConfiguration: Sendable {
 
 /// The passes that can be named in a pipeline.
 public enum PassRegistry {
-    public static let names = ["merge-matmuls", "autodiff", "narrow-slices", "simplify", "cse", "dce"]
+    public static let names = ["merge-matmuls", "autodiff", "adamw", "narrow-slices", "simplify", "cse", "dce"]
 
     /// The pipeline `granule compile` and `granule stats` run on a lowered model spec.
     /// `merge-matmuls` (with `narrow-slices` after autodiff) is correct but off by default: merging
@@ -44,6 +44,7 @@ public enum PassRegistry {
         switch name {
         case "merge-matmuls": MergeSiblingMatmuls()
         case "autodiff": Autodiff(extraGradientInputs: configuration.extraGradientInputs)
+        case "adamw": AdamW()
         case "narrow-slices": NarrowSlicedMatmuls()
         case "simplify": Simplify()
         case "cse": CommonSubexpressionElimination()
