@@ -38,7 +38,7 @@ public enum PassRegistry {
     /// `merge-matmuls` (with `narrow-slices` after autodiff) is correct but off by default: merging
     /// frozen weights copies them every step, and on BART-base VL-PET-large it measured slower
     /// (1.15 s vs 0.94 s per step process) and 170 MB larger.
-    public static let modelPipeline = "autodiff,simplify,cse,dce"
+    public static let modelPipeline = "autodiff,adamw,simplify,cse,dce"
 
     public static func make(_ name: String, configuration: PassConfiguration = PassConfiguration()) -> (any ModulePass)? {
         switch name {
