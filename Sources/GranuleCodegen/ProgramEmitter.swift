@@ -252,7 +252,8 @@ struct FunctionEmitter {
 
     /// GEMMs through `cblas_?gemm`, threaded by the runtime's pool rather than by OpenBLAS (which
     /// runs single-threaded, so that its spinning workers never compete with Granule's): a single
-    /// GEMM (or a shared right-hand matrix times every batch's rows, stacked) is split into row
+    /// GEMM (or a shared right-hand matrix times every batch's rows, stacked) is split into column
+    /// blocks when it is wider than tall (each thread then packs only its part of B), else into row
     /// blocks; batched GEMMs are split by batch.
     private func emitMatmul(_ entry: IRText, _ op: Operation, a: String, b: String, c: String, accumulate: Bool, name: String) throws(Diagnostic) {
         let aType = function.type(of: op.operands[0])
@@ -284,7 +285,18 @@ struct FunctionEmitter {
             kernel.emit("call void @\(routine)(i32 101, i32 \(transposeA ? 112 : 111), i32 \(transposeB ? 112 : 111), i32 \(m), i32 \(dims.n), i32 \(dims.k), \(scalar) \(one), ptr \(aPointer), i32 \(lda), ptr \(bPointer), i32 \(ldb), \(scalar) \(beta), ptr \(cPointer), i32 \(ldc))")
         }
         let work: Int
-        if stacked {
+        if stacked && dims.n > batch * dims.m {
+            // Columns [begin, end): each thread packs all of A (the smaller operand) and only its
+            // part of B, instead of every thread packing all of B.
+            work = dims.n
+            let columns = kernel.value("sub i64 %end, %begin")
+            let n = kernel.value("trunc i64 \(columns) to i32")
+            let bOffset = kernel.value("mul i64 %begin, \((transposeB ? ldb : 1) * elementSize)")
+            let cOffset = kernel.value("mul i64 %begin, \(elementSize)")
+            let bBlock = kernel.value("getelementptr i8, ptr \(pointers[1]), i64 \(bOffset)", "pb")
+            let cBlock = kernel.value("getelementptr i8, ptr \(pointers[2]), i64 \(cOffset)", "pc")
+            kernel.emit("call void @\(routine)(i32 101, i32 \(transposeA ? 112 : 111), i32 \(transposeB ? 112 : 111), i32 \(batch * dims.m), i32 \(n), i32 \(dims.k), \(scalar) \(one), ptr \(pointers[0]), i32 \(lda), ptr \(bBlock), i32 \(ldb), \(scalar) \(beta), ptr \(cBlock), i32 \(ldc))")
+        } else if stacked {
             // Rows [begin, end) of the (stacked) product.
             work = batch * dims.m
             let rows = kernel.value("sub i64 %end, %begin")
