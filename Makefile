@@ -65,14 +65,17 @@ test: build-debug
 	@$(MAKE) --no-print-directory runtime-test
 
 # The C runtime linked into every compiled program. Each variant builds the unit tests, a
-# `fake_model` (main.c + a hand-written "generated" program) and the CLI tests, then runs them.
+# `fake_model` (main/*.c + a hand-written "generated" program) and the CLI tests, the train tests
+# and a `fake_trainer` (main/*.c + a hand-written train step), then runs them.
 RT_CC ?= cc
 RT_BUILD ?= .build-runtime
 RT_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -IRuntime/include
 RT_LIBS := -lopenblas -lz -lm -lpthread
 RT_SOURCES := $(sort $(wildcard Runtime/src/*.c))
-RT_UNIT_TESTS := $(filter-out Runtime/tests/cli_test.c Runtime/tests/fake_program.c,$(sort $(wildcard Runtime/tests/*.c))) \
+RT_MAIN := $(sort $(wildcard Runtime/main/*.c))
+RT_UNIT_TESTS := $(filter-out Runtime/tests/cli_test.c Runtime/tests/fake_program.c Runtime/tests/train_%.c,$(sort $(wildcard Runtime/tests/*.c))) \
     Runtime/tests/fake_program.c
+RT_TRAIN_TESTS := Runtime/tests/train_test.c Runtime/tests/train_fake_program.c Runtime/tests/test_support.c
 RT_SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 # What a compiled program may link dynamically: libc, libm, libpthread, libz, OpenBLAS and the
 # Fortran runtime Debian's OpenBLAS pulls in.
@@ -85,11 +88,15 @@ define rt_variant
 	@mkdir -p $(RT_BUILD)/$(1)
 	@start=$$(date +%s.%N); \
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/runtime_tests $(RT_SOURCES) $(RT_UNIT_TESTS) $(RT_LIBS); \
-	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_model $(RT_SOURCES) Runtime/main/main.c Runtime/tests/fake_program.c $(RT_LIBS); \
+	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_model $(RT_SOURCES) $(RT_MAIN) Runtime/tests/fake_program.c $(RT_LIBS); \
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/cli_tests $(RT_SOURCES) Runtime/tests/cli_test.c Runtime/tests/test_support.c $(RT_LIBS); \
+	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_trainer $(RT_SOURCES) $(RT_MAIN) Runtime/tests/train_fake_program.c $(RT_LIBS); \
+	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/train_tests $(RT_SOURCES) $(filter-out Runtime/main/main.c,$(RT_MAIN)) \
+	    $(RT_TRAIN_TESTS) $(RT_LIBS); \
 	built=$$(date +%s.%N); \
 	$(3) $(RT_BUILD)/$(1)/runtime_tests; \
 	$(3) $(RT_BUILD)/$(1)/cli_tests $(RT_BUILD)/$(1)/fake_model; \
+	$(3) $(RT_BUILD)/$(1)/train_tests $(RT_BUILD)/$(1)/fake_trainer; \
 	done=$$(date +%s.%N); \
 	awk -v s=$$start -v b=$$built -v d=$$done 'BEGIN { printf "==> runtime-test: $(1): built in %.1f s, tests ran in %.1f s\n", b - s, d - b }'
 endef

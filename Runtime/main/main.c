@@ -5,6 +5,7 @@
  *   MODEL step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]
  *   MODEL bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]
  *               [--threads N] [--json]
+ *   MODEL train --weights W.safetensors --data D.safetensors ... (--steps N | --epochs E) --lr LR ...  (train.c)
  *   MODEL info
  *
  * Exit status: 0 on success, 1 on any error (one line "error: ..." on stderr naming the file,
@@ -15,6 +16,7 @@
 #endif
 
 #include "granule_runtime.h"
+#include "train.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -45,7 +47,10 @@ static void print_help(FILE *out, const char *program) {
             "  %s run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]\n"
             "  %s step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]\n"
             "  %s bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]\n"
-            "        [--threads N] [--json]\n"
+            "        [--threads N] [--json]\n",
+            program, program, program);
+    train_print_usage(out, program);
+    fprintf(out,
             "  %s info\n"
             "\n"
             "A program compiled by Granule. Parameters are read from .safetensors files by name (mapped,\n"
@@ -60,18 +65,21 @@ static void print_help(FILE *out, const char *program) {
             "          --warmup times untimed, then --steps times timed (monotonic clock around each call\n"
             "          only); print the median, min and max milliseconds and the peak RSS (--json: one\n"
             "          line of JSON); nothing is written\n"
+            "  train   train with the program's @<f>_train_step (AdamW): data order, learning-rate schedule,\n"
+            "          checkpoints, resume; see `%s train --help`\n"
             "  info    list the functions with their parameters and results\n"
             "\n"
             "options:\n"
             "  --threads N   threads for the kernels (default: $GRANULE_THREADS, else every online CPU)\n"
             "  --steps N     bench: timed calls, in [1, %d] (default %d)\n"
             "  --warmup K    bench: untimed calls first, in [0, %d] (default %d)\n"
-            "  --json        bench: print one JSON object on one line instead of text\n"
+            "  --json        bench: print one JSON object on one line instead of text (with every timed\n"
+            "                call's milliseconds, and its start on the monotonic clock in starts_ms)\n"
             "  --help        this text\n"
             "  Options take their value as `--name VALUE` or `--name=VALUE`.\n"
             "\n"
             "exit status: 0 success, 1 error (one line `error: ...` on stderr), 2 usage error\n",
-            program, program, program, program, MAX_STEPS, DEFAULT_STEPS, MAX_STEPS, DEFAULT_WARMUP);
+            program, program, MAX_STEPS, DEFAULT_STEPS, MAX_STEPS, DEFAULT_WARMUP);
 }
 
 #if defined(__GNUC__)
@@ -403,12 +411,14 @@ static int bench(const gr_function *fn, const options *o) {
     if (binding == NULL) goto done;
     rt = gr_runtime_create_checked(o->threads, &err);
     if (rt == NULL) goto done;
-    times = malloc(sizeof *times * (size_t)o->steps * 3); /* wall times, CPU times, sorted wall times */
+    /* wall times, CPU times, start times, sorted wall times */
+    times = malloc(sizeof *times * (size_t)o->steps * 4);
     if (times == NULL) {
         snprintf(err.message, sizeof err.message, "out of memory for %d timings", o->steps);
         goto done;
     }
     cpu = times + o->steps;
+    double *starts = times + 2 * o->steps;
     for (int i = 0; i < o->warmup + o->steps; i++) {
         for (int32_t r = 0; r < fn->result_count; r++) memset(gr_binding_result(binding, r), 0, (size_t)fn->results[r].bytes);
         double cpu_start = cpu_ms();
@@ -420,12 +430,13 @@ static int bench(const gr_function *fn, const options *o) {
         if (i >= o->warmup) {
             times[i - o->warmup] = elapsed;
             cpu[i - o->warmup] = cpu_elapsed;
+            starts[i - o->warmup] = start;
         }
     }
     int n = o->steps;
     double mean = 0;
     for (int i = 0; i < n; i++) mean += times[i] / n;
-    double *sorted = times + 2 * n;
+    double *sorted = times + 3 * n;
     memcpy(sorted, times, sizeof *sorted * (size_t)n);
     double median = median_of(sorted, n);
     double min = sorted[0], max = sorted[n - 1];
@@ -440,6 +451,8 @@ static int bench(const gr_function *fn, const options *o) {
                "\"mean_ms\": %.3f, \"cpu_ms\": %.3f, \"times_ms\": [",
                threads, o->warmup, o->steps, median, min, max, mean, cpu_median);
         for (int i = 0; i < n; i++) printf(i > 0 ? ", %.3f" : "%.3f", times[i]);
+        printf("], \"starts_ms\": [");
+        for (int i = 0; i < n; i++) printf(i > 0 ? ", %.3f" : "%.3f", starts[i]);
         printf("], \"peak_rss_mb\": ");
         print_json_number("%.1f", rss);
         printf(", \"loss\": ");
@@ -473,10 +486,22 @@ int main(int argc, char **argv) {
         print_help(stdout, program_name);
         return EXIT_OK;
     }
+    if (strcmp(command, "train") == 0) {
+        gr_error err;
+        gr_program *program = gr_program_load(granule_manifest, granule_entries, &err);
+        if (program == NULL) return fail(&err);
+        int status = train_command(program, program_name, argc - 2, argv + 2, stdout, stderr);
+        gr_program_free(program);
+        if (fflush(stdout) != 0 && status == EXIT_OK) {
+            fprintf(stderr, "error: cannot write to standard output\n");
+            status = EXIT_ERROR;
+        }
+        return status;
+    }
     bool is_info = strcmp(command, "info") == 0;
     bool is_bench = strcmp(command, "bench") == 0;
     if (!is_info && !is_bench && strcmp(command, "run") != 0 && strcmp(command, "step") != 0) {
-        return usage_error(program_name, "unknown command '%s' (commands: run, step, bench, info)", command);
+        return usage_error(program_name, "unknown command '%s' (commands: run, step, bench, train, info)", command);
     }
     options o = {.steps = -1, .warmup = -1};
     if (is_info) {

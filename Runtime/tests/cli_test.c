@@ -97,9 +97,12 @@ static void test_help_and_usage_errors(void) {
     run(&o, (const char *[]){NULL});
     CHECK_EQ(o.status, 2);
     CHECK_CONTAINS(o.err, "usage:\n");
-    run(&o, (const char *[]){"train", NULL});
+    run(&o, (const char *[]){"fly", NULL});
     CHECK_EQ(o.status, 2);
-    CHECK_CONTAINS(o.err, "error: unknown command 'train' (commands: run, step, bench, info)");
+    CHECK_CONTAINS(o.err, "error: unknown command 'fly' (commands: run, step, bench, train, info)");
+    run(&o, (const char *[]){"train", NULL}); /* train.c's own options: see train_test.c */
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: train needs --weights FILE");
     run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", "x.safetensors", NULL});
     CHECK_EQ(o.status, 2);
     CHECK_CONTAINS(o.err, "error: run needs --out FILE");
@@ -370,6 +373,22 @@ static void test_bench_times_the_step_function(void) {
         int values = 1;
         for (const char *c = times; *c != ']' && *c != '\0'; c++) values += *c == ',';
         CHECK_EQ(values, 5);
+    }
+    /* Start times on the monotonic clock, increasing by at least each call's duration. */
+    const char *starts = strstr(o.out, "\"starts_ms\": [");
+    CHECK(starts != NULL);
+    if (starts != NULL && times != NULL) {
+        char *next = (char *)starts + strlen("\"starts_ms\": [");
+        char *time_next = (char *)times + strlen("\"times_ms\": [");
+        double previous_start = -1, previous_time = 0;
+        for (int i = 0; i < 5; i++) {
+            double start = strtod(next, &next), duration = strtod(time_next, &time_next);
+            CHECK(start >= previous_start + previous_time - 0.002); /* both rounded to 0.001 */
+            previous_start = start;
+            previous_time = duration;
+            next += strspn(next, ", ");
+            time_next += strspn(time_next, ", ");
+        }
     }
     double step_loss = strtod(loss_line + strlen("loss: "), NULL);
     CHECK(json_number(o.out, "loss") == step_loss);

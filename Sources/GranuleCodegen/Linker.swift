@@ -2,7 +2,8 @@ import Foundation
 import GranuleIR
 
 /// Links a compiled program's object file with the C runtime into a standalone executable:
-/// `cc -O2 program.o Runtime/src/*.c Runtime/main/main.c -lopenblas -lz -lm -lpthread`.
+/// `cc -O2 program.o Runtime/src/*.c Runtime/main/*.c -lopenblas -lz -lm -lpthread` (`main/` holds
+/// the command line: `main.c` and the commands it dispatches to, such as `train.c`).
 ///
 /// The runtime is compiled from source each time (about a second) so that the executable needs
 /// nothing of Granule at run time; `$CC` picks the compiler.
@@ -36,12 +37,17 @@ public struct Linker: Sendable {
         let sources = ((try? fileManager.contentsOfDirectory(atPath: "\(runtimeDirectory)/src")) ?? [])
             .filter { $0.hasSuffix(".c") }.sorted().map { "\(runtimeDirectory)/src/\($0)" }
         guard !sources.isEmpty else { throw Diagnostic(file: runtimeDirectory, "no runtime sources in src/") }
+        let commandLine = ((try? fileManager.contentsOfDirectory(atPath: "\(runtimeDirectory)/main")) ?? [])
+            .filter { $0.hasSuffix(".c") }.sorted().map { "\(runtimeDirectory)/main/\($0)" }
+        guard commandLine.contains("\(runtimeDirectory)/main/main.c") else {
+            throw Diagnostic(file: runtimeDirectory, "no main/main.c (the command line of compiled programs)")
+        }
         let compiler = ProcessInfo.processInfo.environment["CC"] ?? "cc"
         let temporary = output + ".tmp-link"
         let arguments = [
             "-std=c11", "-O2", "-D_GNU_SOURCE", "-I\(runtimeDirectory)/include", "-I\(runtimeDirectory)/src",
             object,
-        ] + sources + ["\(runtimeDirectory)/main/main.c", "-o", temporary, "-lopenblas", "-lz", "-lm", "-lpthread"]
+        ] + sources + commandLine + ["-o", temporary, "-lopenblas", "-lz", "-lm", "-lpthread"]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [compiler] + arguments
