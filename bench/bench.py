@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Granule vs PyTorch, side by side on this machine (see BENCHMARKS.md). Run through bench/run.
 
-    bench/run [--quick] [--steps 10] [--warmup 2] [--threads 2] [--seed 0] [--no-build]
+    bench/run [--quick] [--steps 10] [--warmup 2] [--threads 2] [--seed 0] [--rounds 3]
+              [--clean-threshold 0.2] [--max-wait 20] [--no-build]
 
 Today both modes measure the one workload that exists end to end: the BART-base VL-PET-large
 training step (@loss_grad: forward + backward, no optimizer) at batch 4, Granule's compiled
@@ -11,10 +12,16 @@ weights and batch. The full run will add the rows listed in PENDING once they ex
 Steps: build granule (release) if needed; time `granule compile` of the bundled spec; compile a
 copy with "dropout": 0 (the binary that is timed: the reference has no dropout); `granule init`
 random weights with a fixed seed; write the batch; `granule stats` for the FLOP count (checked
-against the hand count of bench/flops.py); `MODEL step` once (loss and gradients for the
-equivalence check); `MODEL bench --json`; bench/torch_step.py in its own process; check that the
-trainable sets are equal, that the losses agree to 1e-4 relative and every gradient to 1e-3
-(relative L2); write bench/results.json (one object per row) and print the table.
+against the hand count of bench/flops.py); `MODEL run --function loss_grad` once (loss and
+gradients for the equivalence check); then --rounds rounds, each `MODEL bench --function
+loss_grad --json` then bench/torch_step.py in its own process, each after waiting (at most
+--max-wait s) for the other
+users of this shared machine to go quiet, while a sampler thread records from /proc how many
+cores everything else used during every timed step; check that the trainable sets are equal,
+that the losses agree to 1e-4 relative and every gradient to 1e-3 (relative L2); write
+bench/results.json (one object per row, statistics over the timed steps during which other
+processes used < --clean-threshold cores, pooled over the rounds; the ratio is the ratio of the
+two medians) and print the table.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ import datetime
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -115,6 +124,113 @@ def git_state() -> str:
     return head + (f" + uncommitted changes to {', '.join(files)}" if files else "")
 
 
+class OtherLoad:
+    """Cores' worth of CPU used by everything except this script's children while a phase runs,
+    from /proc/stat (busy and steal jiffies) minus the children's own CPU time: ~0 on a quiet
+    machine; near the core count when another job competed for every core."""
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        tick = os.sysconf("SC_CLK_TCK")
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ((user + nice + system + irq + softirq + steal) / tick, time.perf_counter(),
+                children.ru_utime + children.ru_stime)
+
+    def __enter__(self):
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        busy, wall, ours = (e - s for e, s in zip(end, self.start))
+        self.cores = max(0.0, (busy - ours) / wall) if wall > 0 else 0.0
+        return False
+
+
+class LoadSampler(threading.Thread):
+    """Every 50 ms: the monotonic time, the busy (and steal) CPU seconds of the whole machine and
+    the CPU seconds of one process (all its threads) from /proc; load_between() then gives the
+    cores' worth of CPU everything else used during any interval of that process's life."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.samples, self.done = pid, [], threading.Event()
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _sample(self) -> tuple[float, float, float | None]:
+        now = time.monotonic() * 1e3
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        busy = (user + nice + system + irq + softirq + steal) / self.tick
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            own = (int(rest[11]) + int(rest[12])) / self.tick          # utime, stime
+        except (OSError, IndexError, ValueError):
+            own = None
+        return now, busy, own
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.samples.append(self._sample())
+            self.done.wait(0.05)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+    def load_between(self, start_ms: float, end_ms: float) -> float:
+        valid = [s for s in self.samples if s[2] is not None]
+        before = [s for s in valid if s[0] <= start_ms]
+        after = [s for s in valid if s[0] >= end_ms]
+        a = before[-1] if before else valid[0]
+        b = after[0] if after else valid[-1]
+        if b[0] <= a[0]:
+            return 0.0
+        return max(0.0, ((b[1] - a[1]) - (b[2] - a[2])) / ((b[0] - a[0]) / 1e3))
+
+
+def run_sampled(cmd: list, env: dict) -> dict:
+    """Runs a benchmark process whose last stdout line is JSON with times_ms and starts_ms, and
+    adds other_load: the cores other processes used during each timed step."""
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sampler = LoadSampler(proc.pid)
+    sampler.start()
+    out, err = proc.communicate()
+    sampler.stop()
+    if proc.returncode != 0:
+        sys.stderr.write(out + err)
+        raise SystemExit(f"bench: command failed with status {proc.returncode}: {' '.join(str(c) for c in cmd)}")
+    r = json.loads(out.splitlines()[-1])
+    r["other_load"] = [round(sampler.load_between(s, s + t), 3) for s, t in zip(r["starts_ms"], r["times_ms"])]
+    return r
+
+
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.25) -> tuple[float, float]:
+    """Waits until other processes use less than `threshold` cores over two consecutive 1 s
+    windows, or max_wait seconds; returns (seconds waited, their load in the last window)."""
+    start, calm, load = time.perf_counter(), 0, 0.0
+    while True:
+        with OtherLoad() as window:
+            time.sleep(1.0)
+        load = window.cores
+        calm = calm + 1 if load < threshold else 0
+        waited = time.perf_counter() - start
+        if calm >= 2 or waited >= max_wait:
+            return waited, load
+
+
 def trainable_of(model: Path, function: str = "loss_grad") -> list[str]:
     """Trainable parameters of a function, from `MODEL info`."""
     names, inside = [], False
@@ -157,6 +273,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     ap.add_argument("--threads", type=int, default=2, help="threads for Granule and PyTorch (default 2)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights and batch (default 0)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of both systems (default 3)")
+    ap.add_argument("--clean-threshold", type=float, default=0.2,
+                    help="a timed step counts only if other processes used fewer cores than this during it (default 0.2)")
+    ap.add_argument("--max-wait", type=float, default=15.0,
+                    help="seconds to wait before each run for other processes to go quiet (default 15)")
+    ap.add_argument("--budget", type=float, default=270.0,
+                    help="start no further round once the run would pass this many seconds (default 270)")
     ap.add_argument("--no-build", action="store_true", help="use .build/release/granule as it is")
     args = ap.parse_args()
     started = time.perf_counter()
@@ -178,11 +301,13 @@ def main() -> None:
 
     # (b) Compile time of the bundled spec, then the dropout-free copy that is timed.
     model = OUT / "model"
-    log(f"compile: granule compile {rel(SPEC)} -o {rel(model)}")
+    waited, other = wait_quiet(args.max_wait)
+    log(f"compile: granule compile {rel(SPEC)} -o {rel(model)} (after waiting {waited:.0f} s for a quiet machine)")
     t = time.perf_counter()
-    run([granule, "compile", SPEC, "-o", model])
+    with OtherLoad() as load_compile:
+        run([granule, "compile", SPEC, "-o", model])
     compile_s = time.perf_counter() - t
-    log(f"compile: {compile_s:.2f} s (wall)")
+    log(f"compile: {compile_s:.2f} s (wall); other processes used {load_compile.cores:.2f} cores meanwhile")
     spec = json.loads(SPEC.read_text())
     spec["backbone"] = os.path.relpath((SPEC.parent / spec["backbone"]).resolve(), OUT)
     spec["dropout"] = 0
@@ -222,27 +347,41 @@ def main() -> None:
     save_file(batch, str(batch_path))
     log("batch: " + ", ".join(f"{k} {v.dtype}{list(v.shape)}" for k, v in batch.items()))
 
-    # (e) Granule: one step for the equivalence check, then the benchmark.
+    # (e) Granule: one step for the equivalence check. (f) Then the timed rounds: Granule's
+    # `MODEL bench` and PyTorch eager in its own process, alternating, each round after waiting
+    # (up to --max-wait s) for the other users of the machine to go quiet.
     granule_grads = OUT / "granule-grads.safetensors"
-    run([bench_model, "step", "--weights", weights, "--batch", batch_path, "--out", granule_grads,
-         "--threads", args.threads])
-    log(f"granule: bench @loss_grad, {args.warmup} warm-up + {args.steps} timed steps, {args.threads} threads")
-    load_granule = os.getloadavg()[0]
-    g = json.loads(run([bench_model, "bench", "--weights", weights, "--batch", batch_path, "--steps", args.steps,
-                        "--warmup", args.warmup, "--threads", args.threads, "--json"]).stdout)
-    log(f"granule: median {g['median_ms']:.1f} ms, min {g['min_ms']:.1f}, max {g['max_ms']:.1f}, "
-        f"peak RSS {g['peak_rss_mb']:.0f} MiB")
-
-    # (f) PyTorch eager, same model, weights and batch, in its own process.
-    log(f"pytorch: eager forward + backward, {args.warmup} warm-up + {args.steps} timed steps, {args.threads} threads")
     torch_grads = OUT / "pytorch-grads.safetensors"
+    run([bench_model, "run", "--function", "loss_grad", "--inputs", weights, "--inputs", batch_path,
+         "--out", granule_grads, "--threads", args.threads])
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    load_torch = os.getloadavg()[0]
-    p = json.loads(run([sys.executable, ROOT / "bench" / "torch_step.py", "--spec", spec_copy, "--weights", weights,
-                        "--batch", batch_path, "--steps", args.steps, "--warmup", args.warmup,
-                        "--threads", args.threads, "--grads-out", torch_grads], env=env).stdout.splitlines()[-1])
-    log(f"pytorch: median {p['median_ms']:.1f} ms, min {p['min_ms']:.1f}, max {p['max_ms']:.1f}, "
-        f"peak RSS {p['peak_rss_mb']:.0f} MiB (torch {p['torch']}, setup {p['setup_s']:.1f} s)")
+    granule_cmd = [bench_model, "bench", "--function", "loss_grad", "--weights", weights, "--batch", batch_path,
+                   "--steps", args.steps,
+                   "--warmup", args.warmup, "--threads", args.threads, "--json"]
+    torch_cmd = [sys.executable, ROOT / "bench" / "torch_step.py", "--spec", spec_copy, "--weights", weights,
+                 "--batch", batch_path, "--steps", args.steps, "--warmup", args.warmup, "--threads", args.threads]
+    log(f"timing: {args.rounds} round(s) of Granule then PyTorch eager, each {args.warmup} warm-up + "
+        f"{args.steps} timed steps of forward + backward, {args.threads} threads")
+    rounds = {"granule": [], "pytorch-eager": []}
+    round_s = 0.0
+    for k in range(args.rounds):
+        elapsed = time.perf_counter() - started
+        if k > 0 and elapsed + round_s > args.budget:
+            log(f"timing: stopping after {k} round(s): another (~{round_s:.0f} s) would pass the {args.budget:.0f} s budget")
+            break
+        round_start = time.perf_counter()
+        for system in ("granule", "pytorch-eager"):
+            waited, other = wait_quiet(args.max_wait)
+            cmd = granule_cmd if system == "granule" else torch_cmd + (["--grads-out", torch_grads] if k == 0 else [])
+            r = run_sampled(cmd, env)
+            rounds[system].append(r)
+            clean = sum(1 for x in r["other_load"] if x < args.clean_threshold)
+            log(f"round {k + 1} {system:13s}: median {r['median_ms']:7.1f} ms, min {r['min_ms']:7.1f}, "
+                f"max {r['max_ms']:7.1f}, CPU {r['cpu_ms']:6.0f} ms/step, peak RSS {r['peak_rss_mb']:5.0f} MiB; "
+                f"{clean}/{len(r['other_load'])} steps clean, others used up to {max(r['other_load']):.2f} cores "
+                f"(waited {waited:.0f} s)")
+        round_s = time.perf_counter() - round_start
+    p = rounds["pytorch-eager"][0]
 
     # (g) The same computation: trainable sets, loss, gradients.
     trainable = trainable_of(bench_model)
@@ -262,24 +401,50 @@ def main() -> None:
     if not check["ok"]:
         raise SystemExit("bench: Granule and PyTorch do not compute the same step; no results written")
 
-    # Rows.
+    # Rows: the clean timed steps of every round (while each ran, other processes used fewer than
+    # --clean-threshold cores), pooled; every step of both systems when either has fewer than
+    # max(3, steps/2) clean ones. The ratio is the ratio of the two systems' medians.
     workload = "bart-base vl-pet-large train step (fwd+bwd, no optimizer) b4"
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    steps = {system: [(t, x) for r in results for t, x in zip(r["times_ms"], r["other_load"])]
+             for system, results in rounds.items()}
+    clean = {system: [t for t, x in s if x < args.clean_threshold] for system, s in steps.items()}
+    min_clean = max(3, args.steps // 2)
+    contended = any(len(c) < min_clean for c in clean.values())
+    if contended:
+        log(f"WARNING: fewer than {min_clean} timed steps of "
+            + " and ".join(f"{system} ({len(c)})" for system, c in clean.items() if len(c) < min_clean)
+            + " ran on a quiet machine; the figures below use every step and include contention")
+    pooled = {system: ([t for t, _ in steps[system]] if contended else clean[system], len(steps[system]))
+              for system in steps}
+    ratio = median(pooled["granule"][0]) / median(pooled["pytorch-eager"][0])
     rows = []
-    for system, r, load in (("granule", g, load_granule), ("pytorch-eager", p, load_torch)):
+    for system, results in rounds.items():
+        times, total = pooled[system]
+        med = median(times)
         rows.append({
             "workload": workload, "system": system,
-            "median_ms": r["median_ms"], "min_ms": r["min_ms"], "max_ms": r["max_ms"],
-            "gflops": round(gflop / (r["median_ms"] / 1e3), 1),
-            "peak_fraction": round(gflop / (r["median_ms"] / 1e3) / PEAK_GFLOPS, 3),
-            "peak_rss_mb": r["peak_rss_mb"],
-            "ratio_to_eager": round(r["median_ms"] / p["median_ms"], 3),
-            "steps": r["steps"], "warmup": r["warmup"], "threads": r["threads"],
-            "times_ms": r["times_ms"], "model_gflop": gflop, "gemm_gflop": gemm_gflop,
-            "hand_gemm_gflop": round(hand["total"] / 1e9, 3), "loss": r["loss"],
-            "load_avg_1m": round(load, 2), "date": date, "granule_source": source,
+            "median_ms": round(med, 1), "min_ms": round(min(times), 1), "max_ms": round(max(times), 1),
+            "gflops": round(gflop / (med / 1e3), 1),
+            "peak_fraction": round(gflop / (med / 1e3) / PEAK_GFLOPS, 3),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "ratio_to_eager": round(ratio, 3) if system == "granule" else 1.0,
+            "steps_used": len(times), "steps_timed": total, "contended": contended,
+            "rounds": len(results), "steps": results[0]["steps"], "warmup": results[0]["warmup"],
+            "threads": results[0]["threads"],
+            "round_median_ms": [r["median_ms"] for r in results],
+            "cpu_ms": round(median([r["cpu_ms"] for r in results]), 1),
+            "times_ms": [t for r in results for t in r["times_ms"]],
+            "other_load_cores": [x for r in results for x in r["other_load"]],
+            "model_gflop": gflop, "gemm_gflop": gemm_gflop,
+            "hand_gemm_gflop": round(hand["total"] / 1e9, 3), "loss": results[0]["loss"],
+            "date": date, "granule_source": source,
+            "granule_built": datetime.datetime.fromtimestamp(granule.stat().st_mtime).astimezone().isoformat(timespec="seconds"),
         })
+    rows[0]["round_ratio_to_eager"] = [round(g["median_ms"] / t["median_ms"], 3)
+                                       for g, t in zip(rounds["granule"], rounds["pytorch-eager"])]
     rows[0]["compile_s"] = round(compile_s, 2)
+    rows[0]["compile_other_load_cores"] = round(load_compile.cores, 2)
     rows[0]["compile_nodropout_s"] = round(compile_nodropout_s, 2)
     rows[1]["torch"] = p["torch"]
     RESULTS.write_text(json.dumps(rows, indent=2) + "\n")
@@ -290,6 +455,9 @@ def main() -> None:
     for r in rows:
         print(f"{r['workload']:62s} {r['system']:14s} {r['median_ms']:9.1f} {r['min_ms']:9.1f} {r['max_ms']:9.1f} "
               f"{r['gflops']:8.1f} {100 * r['peak_fraction']:5.1f}% {r['peak_rss_mb']:8.0f} {r['ratio_to_eager']:6.3f}")
+    print(f"steps used (quiet machine): Granule {rows[0]['steps_used']}/{rows[0]['steps_timed']}, "
+          f"PyTorch {rows[1]['steps_used']}/{rows[1]['steps_timed']}; per-round ratios of all steps' medians: "
+          + ", ".join(f"{x:.3f}" for x in rows[0]["round_ratio_to_eager"]))
     print(f"compile (granule compile {rel(SPEC)}): {compile_s:.2f} s;  model: {gflop:.3f} GFLOP per step")
     print(f"wrote {rel(RESULTS)} ({len(rows)} rows) in {time.perf_counter() - started:.0f} s")
     if not args.quick:

@@ -2,7 +2,7 @@
 optimizer), to cross-check the count `granule stats` prints for @loss_grad.
 
 A GEMM of [M, K] x [K, N] is 2·M·K·N FLOPs; elementwise work, softmax, LayerNorm and the loss
-are not counted (1.2% of the total here). Backward follows the rules Granule's autodiff implements:
+are not counted (1.2% of the total here). Backward follows the rules of Granule's autodiff:
 
 * every GEMM whose input depends on a trainable parameter gets its input-gradient GEMM (as many
   FLOPs as the forward GEMM); an attention matmul (Q·Kᵀ, P·V) gets two;
@@ -17,7 +17,7 @@ are not counted (1.2% of the total here). Backward follows the rules Granule's a
 For BART-base VL-PET-large at batch 4 (20 text + 36 visual tokens, 10 targets) this gives
 forward 31.976 + backward 33.996 = 65.972 GFLOP, exactly the sum over the `gemm` lines of
 `granule stats SPEC --schedule` for @loss_grad (and 31.976 for @loss); the @loss_grad total
-`granule stats` prints, 66.76 GFLOP, adds 0.79 GFLOP of elementwise, normalisation, softmax and
+`granule stats` prints, 66.73 GFLOP, adds 0.76 GFLOP of elementwise, normalisation, softmax and
 loss work, which this formula leaves out.
 """
 

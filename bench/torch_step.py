@@ -42,6 +42,12 @@ from pet import PETConfig  # noqa: E402
 from vl_models import VisualSpec, build_model  # noqa: E402
 
 
+def cpu_ms() -> float:
+    """CPU time (user + system, all threads) of this process so far, ms."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return (u.ru_utime + u.ru_stime) * 1e3
+
+
 def rss_mib() -> float:
     """Peak RSS of this process so far, MiB (Linux: ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -132,17 +138,22 @@ def main() -> None:
     setup_s = time.perf_counter() - t0
     rss_setup = rss_mib()
 
-    times = []
+    times, cpu, starts = [], [], []
     loss = None
     for i in range(args.warmup + args.steps):
         for p in train_params:
             p.grad = None
+        cpu_start = cpu_ms()
+        monotonic_start = time.monotonic() * 1e3        # CLOCK_MONOTONIC, as `MODEL bench` reports
         start = time.perf_counter()
         _, loss = model.loss(batch, loss_mode)
         loss.backward()
         elapsed = (time.perf_counter() - start) * 1e3
+        cpu_elapsed = cpu_ms() - cpu_start
         if i >= args.warmup:
             times.append(elapsed)
+            cpu.append(cpu_elapsed)
+            starts.append(monotonic_start)
 
     if args.grads_out is not None:
         out = {"loss": loss.detach().reshape(())}
@@ -150,13 +161,19 @@ def main() -> None:
             out[f"grad.{n}"] = p.grad.detach().contiguous()
         save_file(out, str(args.grads_out))
 
+    def median_of(values):
+        v = sorted(values)
+        n = len(v)
+        return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
     s = sorted(times)
     n = len(s)
-    median = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    median = median_of(times)
     print(json.dumps({
         "torch": torch.__version__, "threads": torch.get_num_threads(), "warmup": args.warmup, "steps": n,
         "median_ms": round(median, 3), "min_ms": round(s[0], 3), "max_ms": round(s[-1], 3),
-        "mean_ms": round(sum(s) / n, 3), "times_ms": [round(t, 3) for t in times],
+        "mean_ms": round(sum(s) / n, 3), "cpu_ms": round(median_of(cpu), 3), "times_ms": [round(t, 3) for t in times],
+        "starts_ms": [round(t, 3) for t in starts],
         "peak_rss_mb": round(rss_mib(), 1), "rss_after_setup_mb": round(rss_setup, 1), "setup_s": round(setup_s, 2),
         "loss": loss.item(), "trainable": trainable,
     }))
