@@ -15,6 +15,10 @@ struct ElementwiseKernel {
     private(set) var mayRaise = false
     /// Op ids for error reports.
     let opIds: [Value: Int]
+    /// Buffers that are the output's own memory (the memory plan made the kernel in place): they
+    /// are read through the output's slot, so that LLVM sees one pointer and vectorizes without a
+    /// run-time overlap check.
+    var inPlaceInputs: Set<Value> = []
 
     init(schedule: Schedule, module: ModuleText, name: String, opIds: [Value: Int]) {
         self.schedule = schedule
@@ -141,6 +145,7 @@ struct ElementEvaluator {
     }
 
     mutating func slot(_ buffer: Value) -> String {
+        if kernel.inPlaceInputs.contains(buffer) { return "%buf1" }
         if let index = kernelBuffers.firstIndex(of: buffer) { return "%buf\(index + 1)" }
         kernelBuffers.append(buffer)
         return "%buf\(kernelBuffers.count)"

@@ -24,6 +24,8 @@ enum BufferLocation: Equatable {
 struct MemoryPlan {
     private(set) var locations: [Value: BufferLocation] = [:]
     private(set) var arenaBytes = 0
+    /// Elementwise outputs written over an input's buffer: output → that input.
+    private(set) var inPlaceDonors: [Value: Value] = [:]
     /// Buffers read by each step (for liveness, and for the IR dump).
     private(set) var reads: [[Value]] = []
 
@@ -64,6 +66,7 @@ struct MemoryPlan {
                     let donor = MemoryPlan.inPlaceDonor(for: value, leaves: leaves, function, step: index, lastRead: lastRead, live: live)
                 {
                     locations[value] = locations[donor]
+                    inPlaceDonors[value] = donor
                     live[value] = live[donor]
                     live[donor] = nil
                     if lastRead[value] == nil { lastRead[value] = index }

@@ -145,6 +145,7 @@ struct FunctionEmitter {
             switch step {
             case .elementwise(let root, let leaves):
                 var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
+                kernel.inPlaceInputs = plan.inPlaceDonors[root].map { [$0] } ?? []
                 let (text, rows) = kernel.emit(root: root, leaves: leaves, source: nil, type: function.type(of: root), output: root)
                 let callee = module.addKernel(kernelName, text)
                 launch(entry, callee, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)

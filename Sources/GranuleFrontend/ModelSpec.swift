@@ -58,7 +58,9 @@ public struct ModelSpec: Sendable, Equatable {
         try json.onlyKeys(["backbone", "resize_vocab", "pet", "visual", "batch", "loss", "dropout", "tasks", "description", "notes"])
         let backboneField = try json.required("backbone")
         let relative = try backboneField.string()
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        // Resolve against the working directory first: a relative spec path must keep its `..`s.
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let directory = URL(fileURLWithPath: absolute).standardizedFileURL.deletingLastPathComponent()
         let backbonePath = relative.hasPrefix("/") ? relative : directory.appendingPathComponent(relative).standardized.path
         guard FileManager.default.fileExists(atPath: backbonePath) else {
             throw Diagnostic(file: path, "field 'backbone': no config file at \(backbonePath)")
