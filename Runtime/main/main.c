@@ -15,6 +15,7 @@
 #define _POSIX_C_SOURCE 200809L /* stat, clock_gettime, getrusage */
 #endif
 
+#include "options.h"
 #include "granule_runtime.h"
 #include "train.h"
 
@@ -135,14 +136,7 @@ static int parse_options(const char *program, const char *command, int argc, cha
             continue;
         }
         char name[64];
-        const char *value = NULL;
-        const char *equals = strchr(arg, '=');
-        if (equals != NULL) {
-            snprintf(name, sizeof name, "%.*s", (int)(equals - arg), arg);
-            value = equals + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", arg);
-        }
+        const char *value = gr_split_option(arg, name, sizeof name);
         const char *const known_run[] = {"--function", "--inputs", "--out", "--threads", NULL};
         const char *const known_step[] = {"--weights", "--batch", "--out", "--threads", NULL};
         const char *const known_bench[] = {"--weights", "--batch", "--function", "--steps", "--warmup", "--threads", NULL};

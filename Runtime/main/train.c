@@ -46,6 +46,7 @@
 #define _POSIX_C_SOURCE 200809L /* sigaction, open_memstream, clock_gettime, fsync */
 #endif
 
+#include "options.h"
 #include "train.h"
 
 #include <errno.h>
@@ -888,14 +889,7 @@ static int parse_options(const char *program, int argc, char **argv, train_optio
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return -1;
         if (strncmp(arg, "--", 2) != 0) return usage_error(err, program, "unexpected argument '%s'", arg);
         char name[64];
-        const char *value = NULL;
-        const char *equals = strchr(arg, '=');
-        if (equals != NULL) {
-            snprintf(name, sizeof name, "%.*s", (int)(equals - arg), arg);
-            value = equals + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", arg);
-        }
+        const char *value = gr_split_option(arg, name, sizeof name);
         int which = -1;
         for (int k = 0; known[k] != NULL; k++) {
             if (strcmp(name, known[k]) == 0) which = k;
