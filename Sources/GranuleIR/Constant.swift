@@ -48,11 +48,4 @@ public enum ConstantData: Hashable, Sendable {
         return nil
     }
 
-    /// The element at flat index `index` (splats repeat their one value).
-    public func element(_ index: Int) -> Scalar {
-        switch self {
-        case .splat(let value): value
-        case .dense(let values): values[index]
-        }
-    }
 }

@@ -98,14 +98,6 @@ public struct Function: Hashable, Sendable {
         return value
     }
 
-    /// Creates a value whose name must be exactly `name`; nil if it is taken.
-    public mutating func makeValue(exactName name: String, type: TensorType) -> Value? {
-        guard valuesByName[name] == nil else { return nil }
-        return makeValue(named: name, type: type)
-    }
-
-    public mutating func setType(_ type: TensorType, of value: Value) { valueTypes[value.id] = type }
-
     /// Renames a value; returns false (and changes nothing) if `name` is taken.
     @discardableResult
     public mutating func rename(_ value: Value, to name: String) -> Bool {

@@ -44,23 +44,8 @@ public enum Opcode: String, Sendable, CaseIterable, Hashable {
         }
     }
 
-    public var isElementwiseUnary: Bool {
-        switch self {
-        case .neg, .abs, .exp, .log, .tanh, .sigmoid, .relu, .sqrt, .rsqrt, .erf, .pow, .gelu: true
-        default: false
-        }
-    }
 
-    public var isElementwiseBinary: Bool {
-        switch self {
-        case .add, .sub, .mul, .div, .max, .min: true
-        default: false
-        }
-    }
 
-    /// Ops with no side effects whose identical instances may be merged (all of them: dropout is a
-    /// pure function of its seed and offset).
-    public var isPure: Bool { true }
 
     /// Ops that are commutative in their two operands (used by CSE and simplify).
     public var isCommutative: Bool {
