@@ -14,8 +14,10 @@ import GranuleIR
 /// shrinks it to the trainable rows that are used.
 public struct MergeSiblingMatmuls: FunctionPass {
     public let name = "merge-matmuls"
+    /// Groups with fewer members stay separate GEMMs.
+    public var minimumMembers: Int
 
-    public init() {}
+    public init(minimumMembers: Int = 2) { self.minimumMembers = minimumMembers }
 
     public func run(on function: Function) throws(Diagnostic) -> Function {
         struct Key: Hashable {
@@ -29,7 +31,7 @@ public struct MergeSiblingMatmuls: FunctionPass {
             else { continue }
             groups[Key(input: op.operands[0], inFeatures: function.type(of: op.operands[1]).shape[1]), default: []].append(index)
         }
-        let merged = groups.values.filter { $0.count >= 2 }
+        let merged = groups.values.filter { $0.count >= max(2, minimumMembers) }
         guard !merged.isEmpty else { return function }
         var firstOfGroup: [Int: [Int]] = [:]
         for group in merged { firstOfGroup[group.min()!] = group.sorted() }

@@ -6,9 +6,9 @@ import GranuleIR
 /// concatenated weight — of which only the trainable member's rows are used — into the small GEMM
 /// for that member, so frozen weights still get no weight-gradient work.
 ///
-/// It rewrites only slices that are the product's single use and keep batch axes whole (slices
-/// that together use the whole product — a merged forward GEMM — stay); the full matmul is left
-/// for `dce` to remove.
+/// It rewrites only products read solely through slices that together keep less than all of it
+/// (slices that use the whole product — a merged forward GEMM — stay), and only slices that keep
+/// batch axes whole; the full matmul is left for `dce` to remove.
 public struct NarrowSlicedMatmuls: FunctionPass {
     public let name = "narrow-slices"
 
@@ -17,12 +17,23 @@ public struct NarrowSlicedMatmuls: FunctionPass {
     public func run(on function: Function) throws(Diagnostic) -> Function {
         let definitions = function.definingOperationIndices()
         let uses = function.useCounts()
+        // Matmuls only read through slices that together keep less than all of the product:
+        // the rest is wasted work, so each slice becomes its own small matmul.
+        var sliceElements: [Value: Int] = [:]
+        var sliceUses: [Value: Int] = [:]
+        for op in function.operations where op.opcode == .slice {
+            sliceElements[op.operands[0], default: 0] += function.type(of: op.result).elementCount
+            sliceUses[op.operands[0], default: 0] += 1
+        }
+        func wasteful(_ product: Value) -> Bool {
+            sliceUses[product] == uses[product.id] && (sliceElements[product] ?? 0) < function.type(of: product).elementCount
+        }
         var result = function
         result.operations = []
         var builder = GraphBuilder(result)
         for op in function.operations {
             guard op.opcode == .slice, let producerIndex = definitions[op.operands[0].id],
-                function.operations[producerIndex].opcode == .matmul, uses[op.operands[0].id] == 1,
+                function.operations[producerIndex].opcode == .matmul, wasteful(op.operands[0]),
                 let start = try? op.attributes.ints("start"), let limit = try? op.attributes.ints("limit")
             else {
                 builder.function.operations.append(op)

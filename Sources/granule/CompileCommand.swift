@@ -40,7 +40,7 @@ struct CompileCommand: ParsableCommand {
 
     @Option(name: .shortAndLong, help: "The executable to write.") var output: String
 
-    @Option(help: "Passes before code generation (specs default to autodiff,adamw,simplify,cse,dce; add merge-matmuls first and narrow-slices after autodiff to merge GEMMs that share an input).") var passes: String?
+    @Option(help: "Passes before code generation (specs default to merge-shared-matmuls,autodiff,narrow-slices,adamw,simplify,cse,dce).") var passes: String?
 
     @Option(help: "The CPU to optimise for (default: this machine's).") var targetCPU: String?
 
@@ -75,7 +75,7 @@ struct StatsCommand: ParsableCommand {
 
     @Argument(help: "A model spec (.json) or an IR file (.tir).") var input: String
 
-    @Option(help: "Passes before code generation (specs default to autodiff,adamw,simplify,cse,dce; add merge-matmuls first and narrow-slices after autodiff to merge GEMMs that share an input).") var passes: String?
+    @Option(help: "Passes before code generation (specs default to merge-shared-matmuls,autodiff,narrow-slices,adamw,simplify,cse,dce).") var passes: String?
 
     @Flag(help: "Also print the schedule: each kernel with the ops it fuses, and the arena offset of every buffer.")
     var schedule = false
