@@ -221,12 +221,7 @@ struct ElementEvaluator {
             let lastDim = shape[shape.count - 1]
             return ir.value("add nsw i64 \(ir.value("mul nsw i64 \(row), \(lastDim)")), \(inner)")
         }
-        let index = index(forShape: ownShape)
-        var linear = "0"
-        for (axis, stride) in rowMajorStrides(ownShape).enumerated() where index[axis] != "0" {
-            linear = ir.value("add nsw i64 \(linear), \(ir.value("mul nsw i64 \(index[axis]), \(stride)"))")
-        }
-        return linear
+        return linearIndexBroadcast(ownShape)
     }
 
     private mutating func compute(_ op: Operation, _ type: TensorType) -> String {
@@ -318,7 +313,7 @@ struct ElementEvaluator {
         }
     }
 
-    /// Row-major index of a broadcast constant's element.
+    /// Row-major index, within `ownShape`, of the element a broadcast operand supplies.
     private func linearIndexBroadcast(_ ownShape: [Int]) -> String {
         let index = index(forShape: ownShape)
         var linear = "0"

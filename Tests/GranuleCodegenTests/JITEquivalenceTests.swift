@@ -46,6 +46,12 @@ func expectClose(_ compiled: [(name: String, tensor: Tensor)], _ reference: [(na
     }
 }
 
+@Test("the IR corpus and the goldens are found")
+func corporaArePresent() {
+    #expect(corpus().count >= 20, "IR corpus: \(corpus().count) files")
+    #expect(goldenNames().count == 21, "goldens: \(goldenNames().count)")
+}
+
 @Test("compiled kernels (JIT) match the interpreter on the IR corpus", arguments: corpus())
 func corpusMatchesInterpreter(_ path: String) throws {
     let text = try String(contentsOf: packageRoot.appendingPathComponent(path), encoding: .utf8)

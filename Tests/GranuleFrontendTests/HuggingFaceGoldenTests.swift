@@ -14,6 +14,12 @@ let goldenCases: [String] = {
     return names.filter { !$0.hasPrefix(".") }.sorted()
 }()
 
+/// A missing golden directory must fail loudly, not leave the parameterized tests with no cases.
+@Test("all 21 Hugging Face goldens are present")
+func goldensArePresent() {
+    #expect(goldenCases.count == 21, "found \(goldenCases.count) golden cases: \(goldenCases)")
+}
+
 /// Interpreter (float32) on the frontend's IR and its autodiff, against the goldens: logits max
 /// abs error ≤ 1e-4, loss relative error ≤ 1e-5, each gradient max |Δ| ≤ 1e-3·max |g| + 1e-6 (the
 /// floor covers gradients that vanish mathematically, such as attention key biases, which the
