@@ -69,6 +69,7 @@ let package = Package(
         .testTarget(
             name: "GranuleCodegenTests",
             dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleCodegen", "GranuleJIT", "GranuleCheck", "GranuleFrontend"],
+            exclude: ["Goldens"],
             swiftSettings: llvmInclude),
         .testTarget(
             name: "SystemLibraryTests",

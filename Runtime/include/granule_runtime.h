@@ -374,6 +374,29 @@ const gr_function *gr_program_function(const gr_program *program, int32_t i);
 const gr_function *gr_program_find(const gr_program *program, const char *name);
 /** The manifest's step_function, or NULL when it has none. */
 const gr_function *gr_program_step_function(const gr_program *program);
+/**
+ * What the model's config says about generation (the manifest's optional "generation" object,
+ * written by `granule compile` for model specs): token ids are -1 when the model has none.
+ *
+ *   "generation": {"family": "bart", "vocab_size": 50465, "decoder_start_token_id": 2,
+ *                  "eos_token_id": 2, "pad_token_id": 1, "bos_token_id": 0, "forced_eos_token_id": 2,
+ *                  "no_repeat_ngram_size": 3, "early_stopping": true}
+ */
+typedef struct gr_generation_config {
+    const char *family; /**< "bart" or "t5" */
+    int64_t vocab_size;
+    int64_t decoder_start_token_id;
+    int64_t eos_token_id;
+    int64_t pad_token_id;
+    int64_t bos_token_id;        /**< -1: none */
+    int64_t forced_eos_token_id; /**< -1: none */
+    int64_t no_repeat_ngram_size; /**< 0: off */
+    int early_stopping;
+} gr_generation_config;
+
+/** The program's generation config, or NULL when the manifest has none. */
+const gr_generation_config *gr_program_generation(const gr_program *program);
+
 /** Number of op descriptions and description `op` (NULL when out of range). */
 int32_t gr_program_op_count(const gr_program *program);
 const char *gr_program_op(const gr_program *program, int32_t op);

@@ -6,6 +6,7 @@
  *   MODEL bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]
  *               [--threads N] [--json]
  *   MODEL train --weights W.safetensors --data D.safetensors ... (--steps N | --epochs E) --lr LR ...  (train.c)
+ *   MODEL generate|eval --weights W.safetensors --data D.safetensors [--vocab V] ...  (generate.c)
  *   MODEL info
  *
  * Exit status: 0 on success, 1 on any error (one line "error: ..." on stderr naming the file,
@@ -16,6 +17,7 @@
 #endif
 
 #include "options.h"
+#include "generate.h"
 #include "granule_runtime.h"
 #include "train.h"
 
@@ -51,6 +53,7 @@ static void print_help(FILE *out, const char *program) {
             "        [--threads N] [--json]\n",
             program, program, program);
     train_print_usage(out, program);
+    generate_print_usage(out, program);
     fprintf(out,
             "  %s info\n"
             "\n"
@@ -68,6 +71,9 @@ static void print_help(FILE *out, const char *program) {
             "          line of JSON); nothing is written\n"
             "  train   train with the program's @<f>_train_step (AdamW): data order, learning-rate schedule,\n"
             "          checkpoints, resume; see `%s train --help`\n"
+            "  generate  greedy or beam-search generation with @encode / @decode_step, predictions as JSONL;\n"
+            "          see `%s generate --help`\n"
+            "  eval    generate, then score against references (VQA accuracy, label score, exact match)\n"
             "  info    list the functions with their parameters and results\n"
             "\n"
             "options:\n"
@@ -80,7 +86,7 @@ static void print_help(FILE *out, const char *program) {
             "  Options take their value as `--name VALUE` or `--name=VALUE`.\n"
             "\n"
             "exit status: 0 success, 1 error (one line `error: ...` on stderr), 2 usage error\n",
-            program, program, MAX_STEPS, DEFAULT_STEPS, MAX_STEPS, DEFAULT_WARMUP);
+            program, program, program, MAX_STEPS, DEFAULT_STEPS, MAX_STEPS, DEFAULT_WARMUP);
 }
 
 #if defined(__GNUC__)
@@ -480,11 +486,13 @@ int main(int argc, char **argv) {
         print_help(stdout, program_name);
         return EXIT_OK;
     }
-    if (strcmp(command, "train") == 0) {
+    bool is_generate = strcmp(command, "generate") == 0, is_eval = strcmp(command, "eval") == 0;
+    if (strcmp(command, "train") == 0 || is_generate || is_eval) {
         gr_error err;
         gr_program *program = gr_program_load(granule_manifest, granule_entries, &err);
         if (program == NULL) return fail(&err);
-        int status = train_command(program, program_name, argc - 2, argv + 2, stdout, stderr);
+        int status = is_generate || is_eval ? generate_command(program, program_name, is_eval, argc - 2, argv + 2, stdout, stderr)
+                                            : train_command(program, program_name, argc - 2, argv + 2, stdout, stderr);
         gr_program_free(program);
         if (fflush(stdout) != 0 && status == EXIT_OK) {
             fprintf(stderr, "error: cannot write to standard output\n");
@@ -495,7 +503,7 @@ int main(int argc, char **argv) {
     bool is_info = strcmp(command, "info") == 0;
     bool is_bench = strcmp(command, "bench") == 0;
     if (!is_info && !is_bench && strcmp(command, "run") != 0 && strcmp(command, "step") != 0) {
-        return usage_error(program_name, "unknown command '%s' (commands: run, step, bench, train, info)", command);
+        return usage_error(program_name, "unknown command '%s' (commands: run, step, bench, train, generate, eval, info)", command);
     }
     options o = {.steps = -1, .warmup = -1};
     if (is_info) {

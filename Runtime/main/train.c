@@ -47,6 +47,7 @@
 #endif
 
 #include "options.h"
+#include "params.h"
 #include "train.h"
 
 #include <errno.h>
@@ -172,6 +173,7 @@ typedef struct task {
 struct train_data {
     const gr_function *fn;
     int64_t batch;
+    bool any_size; /* train_data_open_examples: N >= 1 suffices */
     int32_t input_count;
     batch_input *inputs;
     int32_t task_count;
@@ -180,29 +182,6 @@ struct train_data {
 
 static bool is_batch_parameter(const gr_value_spec *spec) {
     return spec->role == GR_ROLE_INPUT && strcmp(spec->name, LEARNING_RATE) != 0 && strcmp(spec->name, DROPOUT_SEED) != 0;
-}
-
-static bool file_dtype_feeds(gr_dtype want, gr_st_dtype got) {
-    switch (want) {
-    case GR_F32: return got == GR_ST_F32 || got == GR_ST_F16 || got == GR_ST_BF16;
-    case GR_F64: return got == GR_ST_F64;
-    case GR_I32: return got == GR_ST_I32;
-    case GR_I64: return got == GR_ST_I64;
-    case GR_I1: return got == GR_ST_BOOL;
-    }
-    return false;
-}
-
-static const gr_st_dtype file_dtype_of[] = {GR_ST_F32, GR_ST_F64, GR_ST_I32, GR_ST_I64, GR_ST_BOOL};
-
-/* "[2, 3]" */
-static void format_shape(char *out, size_t size, const int64_t *shape, int32_t rank) {
-    size_t used = 0;
-    used += (size_t)snprintf(out, size, "[");
-    for (int32_t i = 0; i < rank && used < size; i++) {
-        used += (size_t)snprintf(out + used, size - used, "%s%" PRId64, i > 0 ? ", " : "", shape[i]);
-    }
-    if (used < size) snprintf(out + used, size - used, "]");
 }
 
 /* The file name without directories and without ".safetensors" (a malloc'd string). */
@@ -257,7 +236,7 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
         const gr_value_spec *spec = &fn->params[data->inputs[i].param];
         char type[256], example[256];
         gr_value_spec_type(spec, type, sizeof type);
-        format_shape(example, sizeof example, spec->shape + 1, spec->rank - 1);
+        param_format_shape(example, sizeof example, spec->shape + 1, spec->rank - 1);
         const gr_st_tensor *tensor = gr_safetensors_find(k->file, spec->name);
         if (tensor == NULL) {
             return fail(err, "%s: no tensor '%s' (the train step's batch parameter %s: a dataset holds it as [N] + %s)", path,
@@ -265,13 +244,13 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
         }
         bool shape_ok = tensor->rank == spec->rank;
         for (int32_t d = 1; shape_ok && d < spec->rank; d++) shape_ok = tensor->shape[d] == spec->shape[d];
-        if (!file_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
+        if (!param_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
             char got[256];
-            format_shape(got, sizeof got, tensor->shape, tensor->rank);
+            param_format_shape(got, sizeof got, tensor->shape, tensor->rank);
             return fail(err,
                         "%s: tensor '%s' is %s %s; the train step's batch parameter is %s, so the dataset needs %s [N] + %s "
                         "(N examples)",
-                        path, spec->name, gr_st_dtype_name(tensor->dtype), got, type, gr_st_dtype_name(file_dtype_of[spec->dtype]),
+                        path, spec->name, gr_st_dtype_name(tensor->dtype), got, type, gr_st_dtype_name(param_file_dtype[spec->dtype]),
                         example);
         }
         int64_t examples = tensor->shape[0];
@@ -294,20 +273,21 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
             k->sources[i] = tensor->data;
         }
     }
-    if (k->examples < data->batch) {
+    if (k->examples == 0 || (!data->any_size && k->examples < data->batch)) {
         return fail(err, "%s: %" PRId64 " example%s, fewer than the batch size %" PRId64, path, k->examples,
                     k->examples == 1 ? "" : "s", data->batch);
     }
     return 0;
 }
 
-train_data *train_data_open(const gr_function *fn, const char *const *paths, int32_t count, gr_error *err) {
+static train_data *open_data(const gr_function *fn, const char *const *paths, int32_t count, bool any_size, gr_error *err) {
     train_data *data = calloc(1, sizeof *data);
     if (data == NULL) {
         fail(err, "out of memory");
         return NULL;
     }
     data->fn = fn;
+    data->any_size = any_size;
     data->inputs = calloc((size_t)fn->param_count + 1, sizeof *data->inputs);
     data->tasks = calloc((size_t)count + 1, sizeof *data->tasks);
     if (data->inputs == NULL || data->tasks == NULL) {
@@ -345,6 +325,14 @@ train_data *train_data_open(const gr_function *fn, const char *const *paths, int
         if (open_task(data, t, paths[t], err) != 0) return data_failed(data);
     }
     return data;
+}
+
+train_data *train_data_open(const gr_function *fn, const char *const *paths, int32_t count, gr_error *err) {
+    return open_data(fn, paths, count, false, err);
+}
+
+train_data *train_data_open_examples(const gr_function *fn, const char *const *paths, int32_t count, gr_error *err) {
+    return open_data(fn, paths, count, true, err);
 }
 
 int32_t train_data_task_count(const train_data *data) {
@@ -428,7 +416,10 @@ int train_epoch_plan(const train_data *data, uint64_t seed, int64_t epoch, train
 
 void train_fill_batch(const train_data *data, const train_epoch *plan, int64_t position, void *const *buffers) {
     int32_t t = plan->task[position];
-    const int64_t *order = plan->order[t] + plan->batch[position] * data->batch;
+    train_fill_examples(data, t, plan->order[t] + plan->batch[position] * data->batch, buffers);
+}
+
+void train_fill_examples(const train_data *data, int32_t t, const int64_t *order, void *const *buffers) {
     const task *k = &data->tasks[t];
     for (int32_t i = 0; i < data->input_count; i++) {
         int64_t bytes = data->inputs[i].example_bytes;
@@ -443,41 +434,6 @@ void train_fill_batch(const train_data *data, const train_epoch *plan, int64_t p
 /* Text files: atomic writes, the curve (CSV + SVG), the log                                    */
 /* ============================================================================================ */
 
-/* Writes `length` bytes to `path` through a temporary file in the same directory (fsynced, then
- * renamed over `path`); on failure the temporary file is removed and `path` is untouched. */
-static int write_atomically(const char *path, const char *bytes, size_t length, gr_error *err) {
-    char temporary[4096 + 64];
-    int fd = -1;
-    for (unsigned attempt = 0; attempt < 1000; attempt++) {
-        snprintf(temporary, sizeof temporary, "%s.tmp-%ld-%u", path, (long)getpid(), attempt);
-        fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0644);
-        if (fd >= 0 || errno != EEXIST) break;
-    }
-    if (fd < 0) return fail(err, "%s: cannot create %s: %s", path, temporary, strerror(errno));
-    const char *problem = NULL;
-    size_t done = 0;
-    while (problem == NULL && done < length) {
-        ssize_t n = write(fd, bytes + done, length - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) problem = "cannot write";
-        else done += (size_t)n;
-    }
-    if (problem == NULL && fsync(fd) != 0) problem = "cannot flush";
-    int saved = errno;
-    if (close(fd) != 0 && problem == NULL) {
-        problem = "cannot close";
-        saved = errno;
-    }
-    if (problem == NULL && rename(temporary, path) != 0) {
-        problem = "cannot rename the temporary file";
-        saved = errno;
-    }
-    if (problem != NULL) {
-        unlink(temporary);
-        return fail(err, "%s: %s %s: %s", path, problem, temporary, strerror(saved));
-    }
-    return 0;
-}
 
 /* A text being built in memory (open_memstream). */
 typedef struct text_file {
@@ -496,7 +452,7 @@ static int text_open(text_file *t, const char *path, gr_error *err) {
 static int text_commit(text_file *t, const char *path, gr_error *err) {
     bool ok = !ferror(t->stream);
     if (fclose(t->stream) != 0) ok = false;
-    int status = ok ? write_atomically(path, t->bytes, t->length, err) : fail(err, "%s: out of memory", path);
+    int status = ok ? write_file_atomically(path, t->bytes, t->length, err) : fail(err, "%s: out of memory", path);
     free(t->bytes);
     return status;
 }
@@ -1043,40 +999,9 @@ static const gr_function *find_train_step(const gr_program *program, const char 
     return found;
 }
 
-/* Points parameter i at tensor `name` of `file`: in place when `mapped` allows it and the dtype
- * and alignment fit, else as an owned aligned copy (F16/BF16 widened to f32). */
+/* Points parameter i at its tensor in `file` (params.h). */
 static int load_parameter(trainer *t, int32_t i, gr_safetensors *file, const char *role_text, bool mapped, gr_error *err) {
-    const gr_value_spec *spec = &t->fn->params[i];
-    char type[256];
-    gr_value_spec_type(spec, type, sizeof type);
-    const gr_st_tensor *tensor = gr_safetensors_find(file, spec->name);
-    if (tensor == NULL) {
-        return fail(err, "%s: no tensor '%s' (the %s parameter %s of '%s')", gr_safetensors_path(file), spec->name, role_text, type,
-                    t->fn->name);
-    }
-    bool shape_ok = tensor->rank == spec->rank;
-    for (int32_t d = 0; shape_ok && d < spec->rank; d++) shape_ok = tensor->shape[d] == spec->shape[d];
-    if (!file_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
-        char got[256];
-        format_shape(got, sizeof got, tensor->shape, tensor->rank);
-        return fail(err, "%s: tensor '%s': the %s parameter of '%s' needs %s, got %s %s", gr_safetensors_path(file), spec->name,
-                    role_text, t->fn->name, type, gr_st_dtype_name(tensor->dtype), got);
-    }
-    bool exact = tensor->dtype == file_dtype_of[spec->dtype];
-    if (mapped && exact && (uintptr_t)tensor->data % gr_dtype_size(spec->dtype) == 0) {
-        t->buffers[i] = (void *)(uintptr_t)tensor->data;
-        return 0;
-    }
-    void *block = gr_aligned_alloc((size_t)spec->bytes);
-    if (block == NULL) {
-        return fail(err, "%s: tensor '%s': out of memory (%" PRId64 " bytes)", gr_safetensors_path(file), spec->name, spec->bytes);
-    }
-    t->owned[i] = t->buffers[i] = block;
-    if (exact) {
-        if (spec->bytes > 0) memcpy(block, tensor->data, (size_t)spec->bytes);
-        return 0;
-    }
-    return gr_st_tensor_read_f32(file, tensor, block, err);
+    return param_load(t->fn, i, file, role_text, mapped, &t->buffers[i], &t->owned[i], err);
 }
 
 /* A zeroed owned buffer for parameter i. */
@@ -1296,7 +1221,7 @@ static int write_checkpoint(trainer *t, gr_error *err) {
         for (int32_t i = 0; i < fn->param_count; i++) {
             const gr_value_spec *spec = &fn->params[i];
             if (spec->role != role) continue;
-            tensors[count++] = (gr_st_write_tensor){spec->name, file_dtype_of[spec->dtype], spec->rank, spec->shape, t->buffers[i]};
+            tensors[count++] = (gr_st_write_tensor){spec->name, param_file_dtype[spec->dtype], spec->rank, spec->shape, t->buffers[i]};
         }
     }
     char step[32], epoch[32], position[32], per_epoch[32], batch[32], seed[32], total[32], epochs[32], lr[48], ratio[48], warmup[32];

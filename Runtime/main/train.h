@@ -81,6 +81,9 @@ typedef struct train_data train_data;
  * of a task's tensors; N >= B. Other tensors in the files are ignored.
  */
 train_data *train_data_open(const gr_function *fn, const char *const *paths, int32_t count, gr_error *err);
+/** Like train_data_open, for evaluation: a task may have any number N >= 1 of examples (its
+ *  batches are filled example by example with train_fill_examples). */
+train_data *train_data_open_examples(const gr_function *fn, const char *const *paths, int32_t count, gr_error *err);
 void train_data_free(train_data *data);
 
 int32_t train_data_task_count(const train_data *data);
@@ -120,6 +123,9 @@ void train_epoch_free(train_epoch *plan);
 /** Copies the examples of step `position` of `plan` into `buffers` (one per parameter of the
  *  function, indexed by parameter; only batch parameters are written). */
 void train_fill_batch(const train_data *data, const train_epoch *plan, int64_t position, void *const *buffers);
+
+/** Copies examples order[0], ..., order[B-1] of task `task` into `buffers` (as train_fill_batch). */
+void train_fill_examples(const train_data *data, int32_t task, const int64_t *order, void *const *buffers);
 
 #ifdef __cplusplus
 }

@@ -61,6 +61,8 @@ struct gr_program {
     const char **ops;
     int32_t op_count;
     int32_t step; /* -1: none */
+    bool has_generation;
+    gr_generation_config generation;
 };
 
 /* Where in the manifest a problem is: "functions[0].params[2]". */
@@ -329,8 +331,41 @@ static gr_program *load_failed(gr_program *program) {
     return NULL;
 }
 
+/* The manifest's "generation" object: every field required; token ids -1 (none) or in [0, vocab). */
+static int parse_generation(const gr_json *object, const place *where, gr_generation_config *out, gr_error *err) {
+    static const char *const fields[] = {"family", "vocab_size", "decoder_start_token_id", "eos_token_id", "pad_token_id",
+                                         "bos_token_id", "forced_eos_token_id", "no_repeat_ngram_size", "early_stopping", NULL};
+    if (check_object(object, where, fields, 9, err) != 0) return -1;
+    place p = place_at(where, ".family");
+    const char *family;
+    if (get_string(gr_json_member_find(object, "family", NULL), &p, true, &family, err) != 0) return -1;
+    if (strcmp(family, "bart") != 0 && strcmp(family, "t5") != 0) {
+        return manifest_fail(err, &p, "expected \"bart\" or \"t5\", got \"%s\"", family);
+    }
+    out->family = family;
+    int64_t *integers[] = {&out->vocab_size, &out->decoder_start_token_id, &out->eos_token_id, &out->pad_token_id,
+                           &out->bos_token_id, &out->forced_eos_token_id, &out->no_repeat_ngram_size};
+    for (int i = 0; i < 7; i++) {
+        p = place_at(where, ".%s", fields[i + 1]);
+        if (get_integer(gr_json_member_find(object, fields[i + 1], NULL), &p, integers[i], err) != 0) return -1;
+        int64_t value = *integers[i];
+        if (i == 0 && value < 1) return manifest_fail(err, &p, "expected a positive vocabulary size, got %" PRId64, value);
+        bool optional = i == 4 || i == 5;
+        if (i >= 1 && i <= 5 && !(value >= 0 && value < out->vocab_size) && !(optional && value == -1)) {
+            return manifest_fail(err, &p, "expected a token id in [0, %" PRId64 ")%s, got %" PRId64, out->vocab_size,
+                                 optional ? " or -1" : "", value);
+        }
+        if (i == 6 && value < 0) return manifest_fail(err, &p, "expected 0 (off) or an n-gram size, got %" PRId64, value);
+    }
+    p = place_at(where, ".early_stopping");
+    const gr_json *early = gr_json_member_find(object, "early_stopping", NULL);
+    if (early->kind != GR_JSON_BOOL) return manifest_fail(err, &p, "expected true or false, got %s", gr_json_kind_name(early->kind));
+    out->early_stopping = early->as.boolean;
+    return 0;
+}
+
 gr_program *gr_program_load(const char *manifest, gr_entry_fn const *entries, gr_error *err) {
-    static const char *const fields[] = {"version", "functions", "ops", "step_function", NULL};
+    static const char *const fields[] = {"version", "functions", "ops", "step_function", "generation", NULL};
     gr_program *program = calloc(1, sizeof *program);
     if (program == NULL) {
         gr_fail(err, "manifest: out of memory");
@@ -426,7 +461,17 @@ gr_program *gr_program_load(const char *manifest, gr_entry_fn const *entries, gr
         }
         program->step = fn->index;
     }
+    const gr_json *generation = gr_json_member_find(root, "generation", NULL);
+    if (generation != NULL && generation->kind != GR_JSON_NULL) {
+        p = place_at(&top, "generation");
+        if (parse_generation(generation, &p, &program->generation, err) != 0) return load_failed(program);
+        program->has_generation = true;
+    }
     return program;
+}
+
+const gr_generation_config *gr_program_generation(const gr_program *program) {
+    return program->has_generation ? &program->generation : NULL;
 }
 
 int32_t gr_program_function_count(const gr_program *program) {

@@ -34,7 +34,8 @@ public struct CompiledProgram: Sendable {
 public struct ProgramEmitter {
     public init() {}
 
-    public func emit(_ module: Module) throws(Diagnostic) -> CompiledProgram {
+    /// `generation`: the manifest's optional `generation` object (ModelSpec.generationConfig).
+    public func emit(_ module: Module, generation: JSON? = nil) throws(Diagnostic) -> CompiledProgram {
         let text = ModuleText()
         text.declare("declare void @gr_parallel_for(ptr, ptr, i64, ptr)")
         text.declare("declare void @gr_raise(ptr, i32, i32, i64, i64)")
@@ -54,7 +55,7 @@ public struct ProgramEmitter {
             ("functions", .array(manifestFunctions)),
             ("ops", .array(opDescriptions.map { .string($0) })),
             ("step_function", .string(module.functions.first { $0.name.hasSuffix("_grad") }?.name ?? module.functions.first?.name ?? "")),
-        ]).text
+        ] + (generation.map { [("generation", $0)] } ?? [])).text
         text.addGlobal("@granule_manifest = constant [\(manifest.utf8.count + 1) x i8] c\"\(llvmStringLiteral(manifest))\\00\", align 1")
         let entries = module.functions.indices.map { "ptr @granule_entry_\($0)" }.joined(separator: ", ")
         text.addGlobal("@granule_entries = constant [\(module.functions.count) x ptr] [\(entries)], align 8")

@@ -18,6 +18,12 @@ public struct BackboneConfig: Sendable, Equatable {
     public var eosTokenId: Int
     public var decoderStartTokenId: Int
 
+    // Generation defaults of the config (Hugging Face `generate` reads them): nil / 0 / false when absent.
+    public var bosTokenId: Int?
+    public var forcedEosTokenId: Int?
+    public var noRepeatNgramSize = 0
+    public var earlyStopping = false
+
     // BART
     public var maxPositions = 0
     public var scaleEmbedding = false
@@ -98,10 +104,18 @@ public struct BackboneConfig: Sendable, Equatable {
     }
 
     private func validated(_ json: JSONFields) throws(Diagnostic) -> BackboneConfig {
-        for (name, id) in [("pad_token_id", padTokenId), ("eos_token_id", eosTokenId), ("decoder_start_token_id", decoderStartTokenId)]
-        where !(0..<vocabSize).contains(id) {
+        var config = self
+        config.bosTokenId = try json.optional("bos_token_id")?.int()
+        config.forcedEosTokenId = try json.optional("forced_eos_token_id")?.int()
+        config.noRepeatNgramSize = try json.optional("no_repeat_ngram_size")?.int() ?? 0
+        config.earlyStopping = try json.optional("early_stopping")?.bool() ?? false
+        guard config.noRepeatNgramSize >= 0 else { throw try json.required("no_repeat_ngram_size").failure("an n-gram size >= 0") }
+        var ids = [("pad_token_id", padTokenId), ("eos_token_id", eosTokenId), ("decoder_start_token_id", decoderStartTokenId)]
+        if let bos = config.bosTokenId { ids.append(("bos_token_id", bos)) }
+        if let forced = config.forcedEosTokenId { ids.append(("forced_eos_token_id", forced)) }
+        for (name, id) in ids where !(0..<vocabSize).contains(id) {
             throw Diagnostic(file: json.file, "field '\(name)': \(id) is outside the vocabulary [0, \(vocabSize))")
         }
-        return self
+        return config
     }
 }

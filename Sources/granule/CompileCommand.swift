@@ -4,14 +4,23 @@ import GranuleCodegen
 import GranuleFrontend
 import GranuleIR
 import GranulePasses
+import GranuleSupport
 
 /// Reads a model spec (lowered, differentiated and optimised) or an IR file (as written, after
 /// `--passes`) into the module that code generation compiles.
 func loadProgramModule(_ path: String, passes: String?) throws -> Module {
+    try loadProgram(path, passes: passes).module
+}
+
+/// The module of `loadProgramModule` and, for a model spec, its manifest `generation` object.
+func loadProgram(_ path: String, passes: String?) throws -> (module: Module, generation: JSON?) {
     var module: Module
     var pipeline: [String]
+    var generation: JSON?
     if path.hasSuffix(".json") {
-        module = try Lowering.lower(try ModelSpec.load(path: path)).module
+        let spec = try ModelSpec.load(path: path)
+        generation = spec.generationConfig
+        module = try Lowering.lower(spec).module
         pipeline = (passes ?? PassRegistry.modelPipeline).split(separator: ",").map(String.init)
     } else {
         module = try loadModule(path: path)
@@ -23,7 +32,7 @@ func loadProgramModule(_ path: String, passes: String?) throws -> Module {
         }
         module = try PassManager([pass]).run(module)
     }
-    return module
+    return (module, generation)
 }
 
 struct CompileCommand: ParsableCommand {
@@ -50,8 +59,8 @@ struct CompileCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let started = Date()
-            let module = try loadProgramModule(input, passes: passes)
-            let program = try ProgramEmitter().emit(module)
+            let (module, generation) = try loadProgram(input, passes: passes)
+            let program = try ProgramEmitter().emit(module, generation: generation)
             let object = output + ".o"
             try LLVMToolchain(targetCPU: targetCPU).emitObject(program.llvmText, to: object)
             defer { try? FileManager.default.removeItem(atPath: object) }
