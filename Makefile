@@ -75,6 +75,8 @@ RT_SOURCES := $(sort $(wildcard Runtime/src/*.c))
 RT_MAIN := $(sort $(wildcard Runtime/main/*.c))
 RT_UNIT_TESTS := $(filter-out Runtime/tests/cli_test.c Runtime/tests/fake_program.c Runtime/tests/train_%.c,$(sort $(wildcard Runtime/tests/*.c))) \
     Runtime/tests/fake_program.c
+# The parts of main/ that the unit tests call directly (the suites search, metrics, tokenizer).
+RT_MAIN_UNITS := Runtime/main/search.c Runtime/main/metrics.c Runtime/main/tokenizer.c
 RT_TRAIN_TESTS := Runtime/tests/train_test.c Runtime/tests/train_fake_program.c Runtime/tests/test_support.c
 RT_SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 # What a compiled program may link dynamically: libc, libm, libpthread, libz, OpenBLAS and the
@@ -87,7 +89,7 @@ define rt_variant
 	@echo "==> runtime-test: $(1): $(RT_CC) $(RT_CFLAGS) $(2)"
 	@mkdir -p $(RT_BUILD)/$(1)
 	@start=$$(date +%s.%N); \
-	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/runtime_tests $(RT_SOURCES) $(RT_UNIT_TESTS) $(RT_LIBS); \
+	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/runtime_tests $(RT_SOURCES) $(RT_MAIN_UNITS) $(RT_UNIT_TESTS) $(RT_LIBS); \
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_model $(RT_SOURCES) $(RT_MAIN) Runtime/tests/fake_program.c $(RT_LIBS); \
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/cli_tests $(RT_SOURCES) Runtime/tests/cli_test.c Runtime/tests/test_support.c $(RT_LIBS); \
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_trainer $(RT_SOURCES) $(RT_MAIN) Runtime/tests/train_fake_program.c $(RT_LIBS); \

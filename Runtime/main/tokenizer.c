@@ -281,9 +281,11 @@ detokenizer *detokenizer_load(const char *path, gr_error *err) {
         if (first < size && bytes[first] == '{') {
             gr_json_error json_error;
             gr_json *root = gr_json_parse(bytes, size, &json_error);
+            /* tokenizer.json has a "model" object; a vocab.json may have a piece "model" (an id) */
+            const gr_json *model = root != NULL ? gr_json_member_find(root, "model", NULL) : NULL;
             if (root == NULL) {
                 status = fail(err, "%s: invalid JSON at byte %zu: %s", path, json_error.offset, json_error.message);
-            } else if (gr_json_member_find(root, "model", NULL) != NULL) {
+            } else if (model != NULL && model->kind == GR_JSON_OBJECT) {
                 status = load_tokenizer_json(d, root, path, err);
             } else {
                 d->decoding = BYTE_LEVEL;

@@ -99,7 +99,7 @@ static void test_help_and_usage_errors(void) {
     CHECK_CONTAINS(o.err, "usage:\n");
     run(&o, (const char *[]){"fly", NULL});
     CHECK_EQ(o.status, 2);
-    CHECK_CONTAINS(o.err, "error: unknown command 'fly' (commands: run, step, bench, train, info)");
+    CHECK_CONTAINS(o.err, "error: unknown command 'fly' (commands: run, step, bench, train, generate, eval, info)");
     run(&o, (const char *[]){"train", NULL}); /* train.c's own options: see train_test.c */
     CHECK_EQ(o.status, 2);
     CHECK_CONTAINS(o.err, "error: train needs --weights FILE");

@@ -62,5 +62,8 @@ void suite_threadpool(void);
 void suite_errors(void);
 void suite_safetensors(void);
 void suite_program(void);
+void suite_search(void);
+void suite_metrics(void);
+void suite_tokenizer(void);
 
 #endif

@@ -15,7 +15,8 @@ static const struct {
 } suites[] = {
     {"json", suite_json},           {"crc_and_memory", suite_crc_and_memory}, {"philox", suite_philox},
     {"threadpool", suite_threadpool}, {"errors", suite_errors},               {"safetensors", suite_safetensors},
-    {"program", suite_program},
+    {"program", suite_program},     {"search", suite_search},                 {"metrics", suite_metrics},
+    {"tokenizer", suite_tokenizer},
 };
 
 int main(int argc, char **argv) {
