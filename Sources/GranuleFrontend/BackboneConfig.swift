@@ -25,6 +25,8 @@ public struct BackboneConfig: Sendable, Equatable {
     public var earlyStopping = false
 
     // BART
+    /// `init_std`: the standard deviation of Hugging Face's `_init_weights` for new BART weights.
+    public var initStd = 0.02
     public var maxPositions = 0
     public var scaleEmbedding = false
     public var layerNormEps = 1e-5
@@ -78,6 +80,8 @@ public struct BackboneConfig: Sendable, Equatable {
             decoderStartTokenId: try json.optional("decoder_start_token_id")?.int() ?? 2)
         config.maxPositions = try json.required("max_position_embeddings").positiveInt()
         config.scaleEmbedding = try json.optional("scale_embedding")?.bool() ?? false
+        config.initStd = try json.optional("init_std")?.double() ?? 0.02
+        guard config.initStd > 0, config.initStd.isFinite else { throw try json.required("init_std").failure("a positive number") }
         return try config.validated(json)
     }
 

@@ -21,7 +21,7 @@ extension Lowering {
         let length = graph.shape(ids)[1]
         var tokens = try graph.builder.emit(.gather, [try sharedEmbedding(), ids])
         if config.scaleEmbedding { tokens = try graph.builder.mul(tokens, by: Double(config.dModel).squareRoot()) }
-        let table = try graph.parameter(positionsName, [config.maxPositions + 2, config.dModel], origin: .backbone, initializer: .normal(std: 0.02))
+        let table = try graph.parameter(positionsName, [config.maxPositions + 2, config.dModel], origin: .backbone, initializer: .normal(std: config.initStd))
         let indices = (0..<length).map { Int64(firstPosition + $0 + 2) }
         let positions = try graph.builder.emit(.gather, [table, try graph.constant(indices, TensorType(.i64, [length]))])
         return try graph.builder.add(tokens, positions)

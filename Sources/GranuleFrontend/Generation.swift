@@ -97,7 +97,7 @@ extension Lowering {
         case .bart:
             let tokens = try graph.builder.emit(.gather, [try sharedEmbedding(), token])
             let scaled = config.scaleEmbedding ? try graph.builder.mul(tokens, by: Double(config.dModel).squareRoot()) : tokens
-            let table = try graph.parameter("model.decoder.embed_positions.weight", [config.maxPositions + 2, config.dModel], origin: .backbone, initializer: .normal(std: 0.02))
+            let table = try graph.parameter("model.decoder.embed_positions.weight", [config.maxPositions + 2, config.dModel], origin: .backbone, initializer: .normal(std: config.initStd))
             let index = try graph.builder.add(try graph.builder.reshape(step, [1]), try graph.splat(2, .scalar(.i64)))
             hidden = try graph.builder.add(scaled, try graph.builder.emit(.gather, [table, index]))
             hidden = try graph.layerNorm(hidden, "model.decoder.layernorm_embedding", eps: config.layerNormEps, origin: .backbone)

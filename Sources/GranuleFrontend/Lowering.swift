@@ -65,9 +65,9 @@ public struct Lowering {
         return LoweredModel(module: Module(functions: [graph.function]), parameters: graph.parameters)
     }
 
-    /// Initialiser of a backbone linear weight with `fanIn` inputs (BART N(0, 0.02); T5 N(0, fanIn^-1/2)).
+    /// Initialiser of a backbone linear weight with `fanIn` inputs (BART N(0, init_std = 0.02); T5 N(0, fanIn^-1/2)).
     func backboneLinearInit(_ fanIn: Int) -> ModelParameter.Initializer {
-        spec.backbone.family == .bart ? .normal(std: 0.02) : .normal(std: 1 / Double(fanIn).squareRoot())
+        spec.backbone.family == .bart ? .normal(std: spec.backbone.initStd) : .normal(std: 1 / Double(fanIn).squareRoot())
     }
 
     /// The shared token embedding [V, d].
@@ -75,7 +75,7 @@ public struct Lowering {
         let config = spec.backbone
         let name = config.family == .bart ? "model.shared.weight" : "shared.weight"
         return try graph.parameter(name, [config.vocabSize, config.dModel], origin: .backbone,
-            initializer: .normal(std: config.family == .bart ? 0.02 : 1.0))
+            initializer: .normal(std: config.family == .bart ? config.initStd : 1.0))
     }
 
     /// Additive attention bias [B, 1, 1, N] from a 0/1 mask [B, N]: 0 where attended, `masked` elsewhere.

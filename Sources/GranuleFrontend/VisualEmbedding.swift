@@ -11,7 +11,7 @@ extension Lowering {
         let d = config.dModel
         let isBart = config.family == .bart
         let linearInit = { (fanIn: Int) -> (ModelParameter.Initializer, ModelParameter.Initializer) in
-            isBart ? (.normal(std: 0.02), .zeros) : (.uniform(bound: 1 / Double(fanIn).squareRoot()), .uniform(bound: 1 / Double(fanIn).squareRoot()))
+            isBart ? (.normal(std: config.initStd), .zeros) : (.uniform(bound: 1 / Double(fanIn).squareRoot()), .uniform(bound: 1 / Double(fanIn).squareRoot()))
         }
 
         // 7×7 grid → stride-1 max-pool → 36 tokens per image, row-major.
@@ -40,7 +40,7 @@ extension Lowering {
         let imageIds = (0..<input.tokens).map { Int64($0 / input.tokensPerImage) }
         let objectIds = (0..<input.tokens).map { Int64(config.vocabSize - 1 - $0 % input.tokensPerImage) }
         let imageTable = try graph.parameter("\(prefix).img_order_embedding.weight", [2, d], origin: .visual,
-            initializer: .normal(std: isBart ? 0.02 : 1.0))
+            initializer: .normal(std: isBart ? config.initStd : 1.0))
         let imageOrder = try graph.builder.emit(.gather, [imageTable, try graph.constant(imageIds, TensorType(.i64, [input.tokens]))])
         let objectOrder = try graph.builder.emit(.gather, [try sharedEmbedding(), try graph.constant(objectIds, TensorType(.i64, [input.tokens]))])
 
