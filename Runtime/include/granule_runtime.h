@@ -153,6 +153,21 @@ int32_t gr_failed(gr_runtime *rt);
  */
 uint32_t gr_philox_word(int64_t seed, int64_t offset, int64_t index);
 
+/*
+ * Profiling. A program compiled with `granule compile --profile` calls gr_profile_step(rt, i)
+ * from its entry (the calling thread, never from a kernel) before step i of a function — a kernel
+ * launch or a GEMM, described by the manifest's "profile" list (gr_program_profile_step) — and
+ * gr_profile_step(rt, -1) when the function ends: the wall time from one call to the next is
+ * charged to the step. Nothing is recorded until gr_runtime_profile_enable; programs compiled
+ * without --profile never call it.
+ */
+void gr_profile_step(gr_runtime *rt, int32_t step);
+/** Starts collecting (again) for `steps` steps, counters zeroed. */
+int gr_runtime_profile_enable(gr_runtime *rt, int32_t steps, gr_error *err);
+/** Seconds and calls charged to step i so far (0 when not collecting or out of range). */
+double gr_runtime_profile_seconds(const gr_runtime *rt, int32_t step);
+int64_t gr_runtime_profile_calls(const gr_runtime *rt, int32_t step);
+
 /* ============================================================================================ */
 /* Philox4x32-10                                                                                */
 /* ============================================================================================ */
@@ -396,6 +411,11 @@ typedef struct gr_generation_config {
 
 /** The program's generation config, or NULL when the manifest has none. */
 const gr_generation_config *gr_program_generation(const gr_program *program);
+
+/** Number of profiled steps (the manifest's optional "profile" list of descriptions, e.g.
+ *  "loss_grad: gemm %t = 1 × [224×768]·[768×768]"; 0 without --profile) and description i. */
+int32_t gr_program_profile_count(const gr_program *program);
+const char *gr_program_profile_step(const gr_program *program, int32_t i);
 
 /** Number of op descriptions and description `op` (NULL when out of range). */
 int32_t gr_program_op_count(const gr_program *program);

@@ -43,6 +43,7 @@ enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
 #define DEFAULT_STEPS 10
 #define DEFAULT_WARMUP 2
 #define MAX_STEPS 100000
+#define PROFILE_ROWS 40 /* bench --profile: the longest steps shown */
 
 static void print_help(FILE *out, const char *program) {
     fprintf(out,
@@ -50,7 +51,7 @@ static void print_help(FILE *out, const char *program) {
             "  %s run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]\n"
             "  %s step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]\n"
             "  %s bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]\n"
-            "        [--threads N] [--json]\n",
+            "        [--threads N] [--json] [--profile]\n",
             program, program, program);
     train_print_usage(out, program);
     generate_print_usage(out, program);
@@ -82,6 +83,9 @@ static void print_help(FILE *out, const char *program) {
             "  --warmup K    bench: untimed calls first, in [0, %d] (default %d)\n"
             "  --json        bench: print one JSON object on one line instead of text (with every timed\n"
             "                call's milliseconds, and its start on the monotonic clock in starts_ms)\n"
+            "  --profile     bench: also print the time of every kernel and GEMM over the timed calls,\n"
+            "                longest first (programs compiled with `granule compile --profile`; with\n"
+            "                --json the table goes to stderr)\n"
             "  --help        this text\n"
             "  Options take their value as `--name VALUE` or `--name=VALUE`.\n"
             "\n"
@@ -114,6 +118,7 @@ typedef struct options {
     int steps;  /* bench; -1 until given */
     int warmup; /* bench; -1 until given */
     bool json;  /* bench */
+    bool profile; /* bench */
 } options;
 
 /* Parses a decimal integer in [low, high] strictly (digits only, at most 6 of them). */
@@ -139,6 +144,10 @@ static int parse_options(const char *program, const char *command, int argc, cha
         if (strncmp(arg, "--", 2) != 0) return usage_error(program, "unexpected argument '%s'", arg);
         if (is_bench && strcmp(arg, "--json") == 0) {
             o->json = true;
+            continue;
+        }
+        if (is_bench && strcmp(arg, "--profile") == 0) {
+            o->profile = true;
             continue;
         }
         char name[64];
@@ -395,6 +404,45 @@ static void print_json_string(const char *text) {
     putchar('"');
 }
 
+/* The profiled steps of fn's program that ran, by time, with the GEMM / kernel split. */
+static void print_profile(const gr_function *fn, const gr_runtime *rt, int calls, FILE *out) {
+    const gr_program *program = fn->program;
+    int32_t count = gr_program_profile_count(program);
+    int32_t *order = malloc(sizeof *order * (size_t)(count + 1));
+    if (order == NULL) return;
+    int32_t used = 0;
+    double total = 0, gemm = 0;
+    for (int32_t i = 0; i < count; i++) {
+        double seconds = gr_runtime_profile_seconds(rt, i);
+        if (gr_runtime_profile_calls(rt, i) == 0) continue;
+        order[used++] = i;
+        total += seconds;
+        if (strstr(gr_program_profile_step(program, i), ": gemm ") != NULL) gemm += seconds;
+    }
+    for (int32_t a = 1; a < used; a++) { /* insertion sort by time, longest first */
+        int32_t step = order[a], b = a;
+        while (b > 0 && gr_runtime_profile_seconds(rt, order[b - 1]) < gr_runtime_profile_seconds(rt, step)) {
+            order[b] = order[b - 1];
+            b--;
+        }
+        order[b] = step;
+    }
+    fprintf(out, "profile of @%s: %d timed call%s, %d steps ran, %.3f ms per call: GEMMs %.1f%%, kernels %.1f%%\n", fn->name, calls,
+            calls == 1 ? "" : "s", (int)used, 1e3 * total / calls, total > 0 ? 100 * gemm / total : 0,
+            total > 0 ? 100 * (total - gemm) / total : 0);
+    fprintf(out, "   share    ms/call  step\n");
+    int32_t shown = used < PROFILE_ROWS ? used : PROFILE_ROWS;
+    double rest = total;
+    for (int32_t k = 0; k < shown; k++) {
+        double seconds = gr_runtime_profile_seconds(rt, order[k]);
+        rest -= seconds;
+        fprintf(out, "  %5.1f%%  %9.3f  %s\n", total > 0 ? 100 * seconds / total : 0, 1e3 * seconds / calls,
+                gr_program_profile_step(program, order[k]));
+    }
+    if (used > shown) fprintf(out, "  %5.1f%%  %9.3f  (%d more steps)\n", total > 0 ? 100 * rest / total : 0, 1e3 * rest / calls, (int)(used - shown));
+    free(order);
+}
+
 /* Binds fn once, calls it o->warmup times untimed and o->steps times timed (the monotonic clock
  * around the entry call only; the results are zero-filled before each call, as the ABI promises,
  * outside the timed region) and prints the statistics, with the median process CPU time of a
@@ -419,7 +467,13 @@ static int bench(const gr_function *fn, const options *o) {
     }
     cpu = times + o->steps;
     double *starts = times + 2 * o->steps;
+    int32_t profile_steps = gr_program_profile_count(fn->program);
+    if (o->profile && profile_steps == 0) {
+        snprintf(err.message, sizeof err.message, "--profile: this program was compiled without profiling (granule compile --profile)");
+        goto done;
+    }
     for (int i = 0; i < o->warmup + o->steps; i++) {
+        if (o->profile && i == o->warmup && gr_runtime_profile_enable(rt, profile_steps, &err) != 0) goto done;
         for (int32_t r = 0; r < fn->result_count; r++) memset(gr_binding_result(binding, r), 0, (size_t)fn->results[r].bytes);
         double cpu_start = cpu_ms();
         double start = now_ms();
@@ -465,6 +519,7 @@ static int bench(const gr_function *fn, const options *o) {
         printf("peak RSS %.1f MiB\n", rss);
         if (has_loss(fn)) printf("loss: %.9g\n", loss);
     }
+    if (o->profile) print_profile(fn, rt, n, o->json ? stderr : stdout);
     status = EXIT_OK;
 done:
     if (status != EXIT_OK) fail(&err);

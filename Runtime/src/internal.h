@@ -80,6 +80,12 @@ struct gr_runtime {
     gr_raised raised;
     const gr_program *program;
     char message[GR_ERROR_CAPACITY];
+    /* Profiling (gr_profile_step): per-step totals, the step being timed and since when. */
+    double *profile_seconds;
+    int64_t *profile_calls;
+    int32_t profile_steps;
+    int32_t profile_current;
+    double profile_start;
 };
 
 int gr_pool_start(gr_pool *pool, int workers, gr_error *err);

@@ -63,6 +63,8 @@ struct gr_program {
     int32_t step; /* -1: none */
     bool has_generation;
     gr_generation_config generation;
+    const char **profile; /* the manifest's "profile" descriptions */
+    int32_t profile_count;
 };
 
 /* Where in the manifest a problem is: "functions[0].params[2]". */
@@ -323,6 +325,7 @@ void gr_program_free(gr_program *program) {
     free(program->specs);
     free(program->dims);
     free(program->ops);
+    free(program->profile);
     free(program);
 }
 
@@ -365,7 +368,7 @@ static int parse_generation(const gr_json *object, const place *where, gr_genera
 }
 
 gr_program *gr_program_load(const char *manifest, gr_entry_fn const *entries, gr_error *err) {
-    static const char *const fields[] = {"version", "functions", "ops", "step_function", "generation", NULL};
+    static const char *const fields[] = {"version", "functions", "ops", "step_function", "generation", "profile", NULL};
     gr_program *program = calloc(1, sizeof *program);
     if (program == NULL) {
         gr_fail(err, "manifest: out of memory");
@@ -467,7 +470,33 @@ gr_program *gr_program_load(const char *manifest, gr_entry_fn const *entries, gr
         if (parse_generation(generation, &p, &program->generation, err) != 0) return load_failed(program);
         program->has_generation = true;
     }
+    const gr_json *profile = gr_json_member_find(root, "profile", NULL);
+    if (profile != NULL) {
+        p = place_at(&top, "profile");
+        if (profile->kind != GR_JSON_ARRAY || profile->as.array.count > (size_t)INT32_MAX) {
+            manifest_fail(err, &p, "expected an array of strings, got %s", gr_json_kind_name(profile->kind));
+            return load_failed(program);
+        }
+        program->profile = calloc(profile->as.array.count + 1, sizeof *program->profile);
+        if (program->profile == NULL) {
+            gr_fail(err, "manifest: out of memory");
+            return load_failed(program);
+        }
+        for (size_t i = 0; i < profile->as.array.count; i++) {
+            place step = place_at(&p, "[%zu]", i);
+            if (get_string(&profile->as.array.items[i], &step, false, &program->profile[i], err) != 0) return load_failed(program);
+        }
+        program->profile_count = (int32_t)profile->as.array.count;
+    }
     return program;
+}
+
+int32_t gr_program_profile_count(const gr_program *program) {
+    return program->profile_count;
+}
+
+const char *gr_program_profile_step(const gr_program *program, int32_t i) {
+    return i >= 0 && i < program->profile_count ? program->profile[i] : NULL;
 }
 
 const gr_generation_config *gr_program_generation(const gr_program *program) {

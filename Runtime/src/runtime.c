@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Parses GRANULE_THREADS strictly: decimal digits only, in [1, GR_MAX_THREADS]. */
@@ -66,7 +67,54 @@ gr_runtime *gr_runtime_create(int threads) {
 void gr_runtime_destroy(gr_runtime *rt) {
     if (rt == NULL) return;
     gr_pool_stop(&rt->pool);
+    free(rt->profile_seconds);
+    free(rt->profile_calls);
     free(rt);
+}
+
+/* ---- profiling ------------------------------------------------------------------------------------ */
+
+static double monotonic_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int gr_runtime_profile_enable(gr_runtime *rt, int32_t steps, gr_error *err) {
+    free(rt->profile_seconds);
+    free(rt->profile_calls);
+    rt->profile_seconds = calloc((size_t)steps + 1, sizeof *rt->profile_seconds);
+    rt->profile_calls = calloc((size_t)steps + 1, sizeof *rt->profile_calls);
+    rt->profile_steps = steps;
+    rt->profile_current = -1;
+    if (steps < 0 || rt->profile_seconds == NULL || rt->profile_calls == NULL) {
+        free(rt->profile_seconds);
+        free(rt->profile_calls);
+        rt->profile_seconds = NULL;
+        rt->profile_calls = NULL;
+        rt->profile_steps = 0;
+        return gr_fail(err, "profile: out of memory for %d steps", (int)steps);
+    }
+    return 0;
+}
+
+void gr_profile_step(gr_runtime *rt, int32_t step) {
+    if (rt->profile_seconds == NULL) return;
+    double now = monotonic_seconds();
+    if (rt->profile_current >= 0 && rt->profile_current < rt->profile_steps) {
+        rt->profile_seconds[rt->profile_current] += now - rt->profile_start;
+        rt->profile_calls[rt->profile_current]++;
+    }
+    rt->profile_current = step;
+    rt->profile_start = now;
+}
+
+double gr_runtime_profile_seconds(const gr_runtime *rt, int32_t step) {
+    return rt->profile_seconds != NULL && step >= 0 && step < rt->profile_steps ? rt->profile_seconds[step] : 0;
+}
+
+int64_t gr_runtime_profile_calls(const gr_runtime *rt, int32_t step) {
+    return rt->profile_calls != NULL && step >= 0 && step < rt->profile_steps ? rt->profile_calls[step] : 0;
 }
 
 int gr_runtime_threads(const gr_runtime *rt) {

@@ -32,7 +32,11 @@ public struct CompiledProgram: Sendable {
 /// with the transposes as flags. It does not yet split GEMMs across threads itself (OpenBLAS
 /// threads them) or fuse GEMM epilogues.
 public struct ProgramEmitter {
-    public init() {}
+    /// With `profile`, every kernel launch and GEMM is preceded by `gr_profile_step(rt, i)` and
+    /// the manifest lists the steps' descriptions (`MODEL bench --profile` prints the time per step).
+    public var profile: Bool
+
+    public init(profile: Bool = false) { self.profile = profile }
 
     /// `generation`: the manifest's optional `generation` object (ModelSpec.generationConfig).
     public func emit(_ module: Module, generation: JSON? = nil) throws(Diagnostic) -> CompiledProgram {
@@ -40,13 +44,17 @@ public struct ProgramEmitter {
         text.declare("declare void @gr_parallel_for(ptr, ptr, i64, ptr)")
         text.declare("declare void @gr_raise(ptr, i32, i32, i64, i64)")
         text.declare("declare i32 @gr_failed(ptr)")
+        if profile { text.declare("declare void @gr_profile_step(ptr, i32)") }
         var opDescriptions: [String] = []
+        var profileSteps: [String] = []
         var manifestFunctions: [JSON] = []
         var summaries: [CompiledProgram.FunctionSummary] = []
         for (index, function) in module.functions.enumerated() {
             var emitter = FunctionEmitter(function: function, index: index, module: text, firstOpId: opDescriptions.count)
+            emitter.firstProfileStep = profile ? profileSteps.count : nil
             try emitter.emit()
             opDescriptions += emitter.opDescriptions
+            if profile { profileSteps += emitter.summary.schedule.split(separator: "\n").filter { !$0.hasPrefix("buffer ") }.map { "\(function.name): \($0)" } }
             manifestFunctions.append(emitter.manifestEntry)
             summaries.append(emitter.summary)
         }
@@ -55,7 +63,7 @@ public struct ProgramEmitter {
             ("functions", .array(manifestFunctions)),
             ("ops", .array(opDescriptions.map { .string($0) })),
             ("step_function", .string(module.functions.first { $0.name.hasSuffix("_grad") }?.name ?? module.functions.first?.name ?? "")),
-        ] + (generation.map { [("generation", $0)] } ?? [])).text
+        ] + (generation.map { [("generation", $0)] } ?? []) + (profile ? [("profile", .array(profileSteps.map { .string($0) }))] : [])).text
         text.addGlobal("@granule_manifest = constant [\(manifest.utf8.count + 1) x i8] c\"\(llvmStringLiteral(manifest))\\00\", align 1")
         let entries = module.functions.indices.map { "ptr @granule_entry_\($0)" }.joined(separator: ", ")
         text.addGlobal("@granule_entries = constant [\(module.functions.count) x ptr] [\(entries)], align 8")
@@ -82,6 +90,8 @@ struct FunctionEmitter {
     let index: Int
     let module: ModuleText
     let firstOpId: Int
+    /// The profile index of this function's first step, when profiling (ProgramEmitter.profile).
+    var firstProfileStep: Int?
     let schedule: Schedule
     let plan: MemoryPlan
     private(set) var opDescriptions: [String] = []
@@ -143,6 +153,7 @@ struct FunctionEmitter {
         var scheduleLines: [String] = []
         for (stepIndex, step) in schedule.steps.enumerated() {
             let kernelName = "f\(index)_k\(stepIndex)"
+            if let first = firstProfileStep { entry.emit("call void @gr_profile_step(ptr %rt, i32 \(first + stepIndex))") }
             switch step {
             case .elementwise(let root, let leaves):
                 var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
@@ -203,6 +214,7 @@ struct FunctionEmitter {
                 scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result))\(fusing), \(rows) rows")
             }
         }
+        if firstProfileStep != nil { entry.emit("call void @gr_profile_step(ptr %rt, i32 -1)") }
         entry.emit("ret i32 0")
         entry.startBlock("fail")
         entry.emit("ret i32 1")

@@ -56,11 +56,14 @@ struct CompileCommand: ParsableCommand {
     @Flag(help: "Also write the generated LLVM IR next to the executable (OUTPUT.ll) and the schedule (OUTPUT.schedule).")
     var emitLLVM = false
 
+    @Flag(help: "Time every kernel and GEMM (`MODEL bench --profile` prints them); off by default, it costs a clock read per step.")
+    var profile = false
+
     func run() throws {
         try runReportingErrors {
             let started = Date()
             let (module, generation) = try loadProgram(input, passes: passes)
-            let program = try ProgramEmitter().emit(module, generation: generation)
+            let program = try ProgramEmitter(profile: profile).emit(module, generation: generation)
             let object = output + ".o"
             try LLVMToolchain(targetCPU: targetCPU).emitObject(program.llvmText, to: object)
             defer { try? FileManager.default.removeItem(atPath: object) }
