@@ -339,7 +339,7 @@ static int parse_generation(const gr_json *object, const place *where, gr_genera
     static const char *const fields[] = {"family", "vocab_size", "decoder_start_token_id", "eos_token_id", "pad_token_id",
                                          "bos_token_id", "forced_eos_token_id", "no_repeat_ngram_size", "early_stopping", NULL};
     if (check_object(object, where, fields, 9, err) != 0) return -1;
-    place p = place_at(where, ".family");
+    place p = place_at(where, "family");
     const char *family;
     if (get_string(gr_json_member_find(object, "family", NULL), &p, true, &family, err) != 0) return -1;
     if (strcmp(family, "bart") != 0 && strcmp(family, "t5") != 0) {
@@ -349,7 +349,7 @@ static int parse_generation(const gr_json *object, const place *where, gr_genera
     int64_t *integers[] = {&out->vocab_size, &out->decoder_start_token_id, &out->eos_token_id, &out->pad_token_id,
                            &out->bos_token_id, &out->forced_eos_token_id, &out->no_repeat_ngram_size};
     for (int i = 0; i < 7; i++) {
-        p = place_at(where, ".%s", fields[i + 1]);
+        p = place_at(where, "%s", fields[i + 1]);
         if (get_integer(gr_json_member_find(object, fields[i + 1], NULL), &p, integers[i], err) != 0) return -1;
         int64_t value = *integers[i];
         if (i == 0 && value < 1) return manifest_fail(err, &p, "expected a positive vocabulary size, got %" PRId64, value);
@@ -360,7 +360,7 @@ static int parse_generation(const gr_json *object, const place *where, gr_genera
         }
         if (i == 6 && value < 0) return manifest_fail(err, &p, "expected 0 (off) or an n-gram size, got %" PRId64, value);
     }
-    p = place_at(where, ".early_stopping");
+    p = place_at(where, "early_stopping");
     const gr_json *early = gr_json_member_find(object, "early_stopping", NULL);
     if (early->kind != GR_JSON_BOOL) return manifest_fail(err, &p, "expected true or false, got %s", gr_json_kind_name(early->kind));
     out->early_stopping = early->as.boolean;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 extern const char granule_manifest[];
 extern gr_entry_fn const granule_entries[];
@@ -438,6 +439,100 @@ static void test_program_without_entries_cannot_call(void) {
     gr_program_free(program);
 }
 
+#define EMPTY_PROGRAM "\"version\": 1, \"functions\": [], \"ops\": []"
+#define GENERATION(fields) "{" EMPTY_PROGRAM ", \"generation\": {" fields "}}"
+#define BART_GENERATION_FIELDS                                                                                              \
+    "\"family\": \"bart\", \"vocab_size\": 50, \"decoder_start_token_id\": 2, \"eos_token_id\": 2, \"pad_token_id\": 1, " \
+    "\"bos_token_id\": 0, \"forced_eos_token_id\": -1, \"no_repeat_ngram_size\": 3, \"early_stopping\": true"
+
+static void test_generation_config_and_profile_steps(void) {
+    gr_error err;
+    gr_program *program = gr_program_load(GENERATION(BART_GENERATION_FIELDS), NULL, &err);
+    CHECK(program != NULL);
+    if (program == NULL) return;
+    const gr_generation_config *g = gr_program_generation(program);
+    CHECK(g != NULL);
+    if (g != NULL) {
+        CHECK_STR_EQ(g->family, "bart");
+        CHECK_EQ(g->vocab_size, 50);
+        CHECK_EQ(g->decoder_start_token_id, 2);
+        CHECK_EQ(g->pad_token_id, 1);
+        CHECK_EQ(g->bos_token_id, 0);
+        CHECK_EQ(g->forced_eos_token_id, -1);
+        CHECK_EQ(g->no_repeat_ngram_size, 3);
+        CHECK_EQ(g->early_stopping, 1);
+    }
+    CHECK_EQ(gr_program_profile_count(program), 0);
+    gr_program_free(program);
+
+    program = gr_program_load("{" EMPTY_PROGRAM ", \"profile\": [\"f: gemm %x = 1 × [2×3]·[3×4]\", \"f: kernel f0_k1\"]}", NULL, &err);
+    CHECK(program != NULL);
+    if (program == NULL) return;
+    CHECK(gr_program_generation(program) == NULL);
+    CHECK_EQ(gr_program_profile_count(program), 2);
+    CHECK_STR_EQ(gr_program_profile_step(program, 1), "f: kernel f0_k1");
+    CHECK(gr_program_profile_step(program, 2) == NULL && gr_program_profile_step(program, -1) == NULL);
+    gr_program_free(program);
+
+    MANIFEST_ERROR(GENERATION("\"family\": \"gpt\", \"vocab_size\": 8, \"decoder_start_token_id\": 0, \"eos_token_id\": 1, "
+                              "\"pad_token_id\": 0, \"bos_token_id\": -1, \"forced_eos_token_id\": -1, \"no_repeat_ngram_size\": 0, "
+                              "\"early_stopping\": false"),
+                   "manifest: generation.family: expected \"bart\" or \"t5\", got \"gpt\"");
+    MANIFEST_ERROR(GENERATION("\"family\": \"t5\""), "manifest: generation: missing field 'vocab_size'");
+    MANIFEST_ERROR(GENERATION("\"family\": \"t5\", \"vocab_size\": 8, \"decoder_start_token_id\": 8, \"eos_token_id\": 1, "
+                              "\"pad_token_id\": 0, \"bos_token_id\": -1, \"forced_eos_token_id\": -1, \"no_repeat_ngram_size\": 0, "
+                              "\"early_stopping\": false"),
+                   "manifest: generation.decoder_start_token_id: expected a token id in [0, 8), got 8");
+    MANIFEST_ERROR(GENERATION("\"family\": \"t5\", \"vocab_size\": 8, \"decoder_start_token_id\": 0, \"eos_token_id\": -1, "
+                              "\"pad_token_id\": 0, \"bos_token_id\": -1, \"forced_eos_token_id\": -1, \"no_repeat_ngram_size\": 0, "
+                              "\"early_stopping\": false"),
+                   "manifest: generation.eos_token_id: expected a token id in [0, 8), got -1");
+    MANIFEST_ERROR(GENERATION(BART_GENERATION_FIELDS ", \"num_beams\": 4"), "manifest: generation: unknown field 'num_beams'");
+    MANIFEST_ERROR("{" EMPTY_PROGRAM ", \"profile\": 3}", "manifest: profile: expected an array of strings, got a number");
+    MANIFEST_ERROR("{" EMPTY_PROGRAM ", \"profile\": [1]}", "manifest: profile[0]: expected a string, got a number");
+}
+
+/* Sleeps about `ms` milliseconds. */
+static void sleep_ms(long ms) {
+    struct timespec t = {0, ms * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+static void test_profile_charges_the_time_between_steps(void) {
+    gr_error err;
+    gr_runtime *rt = gr_runtime_create(1);
+    CHECK(rt != NULL);
+    if (rt == NULL) return;
+    gr_profile_step(rt, 0); /* not collecting yet: ignored */
+    sleep_ms(2);
+    gr_profile_step(rt, -1);
+    CHECK(gr_runtime_profile_seconds(rt, 0) == 0 && gr_runtime_profile_calls(rt, 0) == 0);
+
+    CHECK_EQ(gr_runtime_profile_enable(rt, 3, &err), 0);
+    for (int call = 0; call < 2; call++) { /* two calls of a function with steps 0, 1, (5: out of range) */
+        gr_profile_step(rt, 0);
+        sleep_ms(4);
+        gr_profile_step(rt, 1);
+        sleep_ms(1);
+        gr_profile_step(rt, 5);
+        sleep_ms(1);
+        gr_profile_step(rt, -1);
+    }
+    sleep_ms(3); /* between calls: charged to nothing */
+    CHECK_EQ(gr_runtime_profile_calls(rt, 0), 2);
+    CHECK_EQ(gr_runtime_profile_calls(rt, 1), 2);
+    CHECK_EQ(gr_runtime_profile_calls(rt, 2), 0);
+    CHECK_EQ(gr_runtime_profile_calls(rt, 5), 0);
+    double first = gr_runtime_profile_seconds(rt, 0), second = gr_runtime_profile_seconds(rt, 1);
+    CHECK(first >= 0.008 && first < 0.5);
+    CHECK(second >= 0.002 && second < first);
+    CHECK(gr_runtime_profile_seconds(rt, 2) == 0);
+
+    CHECK_EQ(gr_runtime_profile_enable(rt, 3, &err), 0); /* restarting zeroes the counters */
+    CHECK(gr_runtime_profile_seconds(rt, 0) == 0 && gr_runtime_profile_calls(rt, 0) == 0);
+    gr_runtime_destroy(rt);
+}
+
 void suite_program(void) {
     RUN(test_loads_the_fake_manifest);
     RUN(test_rejects_broken_manifests);
@@ -448,4 +543,6 @@ void suite_program(void) {
     RUN(test_misaligned_data_is_copied);
     RUN(test_every_dtype_binds);
     RUN(test_program_without_entries_cannot_call);
+    RUN(test_generation_config_and_profile_steps);
+    RUN(test_profile_charges_the_time_between_steps);
 }

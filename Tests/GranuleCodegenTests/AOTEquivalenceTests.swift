@@ -11,10 +11,10 @@ struct CompiledExecutable {
     let directory: URL
     let path: String
 
-    init(_ module: Module, name: String) throws {
+    init(_ module: Module, name: String, profile: Bool = false) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("granule-aot-\(name)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let program = try ProgramEmitter().emit(module)
+        let program = try ProgramEmitter(profile: profile).emit(module)
         let object = directory.appendingPathComponent("program.o").path
         try LLVMToolchain().emitObject(program.llvmText, to: object)
         path = directory.appendingPathComponent(name).path
