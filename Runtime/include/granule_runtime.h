@@ -322,7 +322,9 @@ int gr_safetensors_write(const char *path, const gr_st_write_tensor *tensors, si
  *        "params":  [{"name": "input_ids", "dtype": "i64", "shape": [2, 6], "role": "input"}, ...],
  *        "results": [{"name": "loss", "dtype": "f32", "shape": [], "writes": -1}, ...]}, ...],
  *    "ops": ["model.tir:12:3: gather", ...],
- *    "step_function": "loss_grad"}
+ *    "step_function": "loss_grad",
+ *    "generation": {...},                          optional: see gr_generation_config
+ *    "profile": ["loss_grad: gemm ...", ...]}      optional: see gr_profile_step
  *
  * dtype: f32 f64 i32 i64 i1; role: input frozen trainable state; writes: -1 or the index of a
  * trainable or state parameter of the same dtype and shape, each written at most once;
