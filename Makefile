@@ -1,6 +1,7 @@
 # Granule: build, test and demo entry points.
 #
-#   make deps    install the Debian packages Granule needs (only the missing ones)
+#   make deps    install the Debian packages Granule needs (only the missing ones; python3 for the
+#                demo's data generator when there is none)
 #   make build   build the granule command-line tool (release)
 #   make test    build, run every Swift test target, then the IR FileCheck tests, then runtime-test
 #   make runtime-test  build and test the C runtime (Runtime/), then again with ASan + UBSan
@@ -37,6 +38,7 @@ deps:
 	    status=$$(dpkg -s "$$package" 2>/dev/null || true); \
 	    case "$$status" in *"Status: install ok installed"*) ;; *) missing="$$missing $$package" ;; esac; \
 	done; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
 	if [ -z "$$missing" ]; then \
 	    echo "==> deps: all Debian packages present"; \
 	else \
@@ -66,7 +68,8 @@ test: build-debug
 
 # The C runtime linked into every compiled program. Each variant builds the unit tests, a
 # `fake_model` (main/*.c + a hand-written "generated" program) and the CLI tests, the train tests
-# and a `fake_trainer` (main/*.c + a hand-written train step), then runs them.
+# and a `fake_trainer` (main/*.c + a hand-written train step; `fake_trainer_wide`: one with a checkpoint
+# of megabytes, for the SIGKILL test), then runs them.
 RT_CC ?= cc
 RT_BUILD ?= .build-runtime
 RT_CFLAGS := -std=c11 -Wall -Wextra -Wpedantic -Werror -IRuntime/include
@@ -93,12 +96,13 @@ define rt_variant
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_model $(RT_SOURCES) $(RT_MAIN) Runtime/tests/fake_program.c $(RT_LIBS); \
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/cli_tests $(RT_SOURCES) Runtime/tests/cli_test.c Runtime/tests/test_support.c $(RT_LIBS); \
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_trainer $(RT_SOURCES) $(RT_MAIN) Runtime/tests/train_fake_program.c $(RT_LIBS); \
+	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/fake_trainer_wide $(RT_SOURCES) $(RT_MAIN) Runtime/tests/train_wide_fake_program.c $(RT_LIBS); \
 	$(RT_CC) $(RT_CFLAGS) $(2) -o $(RT_BUILD)/$(1)/train_tests $(RT_SOURCES) $(filter-out Runtime/main/main.c,$(RT_MAIN)) \
 	    $(RT_TRAIN_TESTS) $(RT_LIBS); \
 	built=$$(date +%s.%N); \
 	$(3) $(RT_BUILD)/$(1)/runtime_tests; \
 	$(3) $(RT_BUILD)/$(1)/cli_tests $(RT_BUILD)/$(1)/fake_model; \
-	$(3) $(RT_BUILD)/$(1)/train_tests $(RT_BUILD)/$(1)/fake_trainer; \
+	$(3) $(RT_BUILD)/$(1)/train_tests $(RT_BUILD)/$(1)/fake_trainer $(RT_BUILD)/$(1)/fake_trainer_wide; \
 	done=$$(date +%s.%N); \
 	awk -v s=$$start -v b=$$built -v d=$$done 'BEGIN { printf "==> runtime-test: $(1): built in %.1f s, tests ran in %.1f s\n", b - s, d - b }'
 endef
