@@ -23,6 +23,8 @@
  *  4. Log the step (JSONL), print progress (stderr, at most once a second), keep the curve; every
  *     --checkpoint-every steps, at the end, at --stop-at and after SIGINT/SIGTERM write the
  *     checkpoint (safetensors, atomically, CRC-32 included) and the curve (CSV + SVG, atomically).
+ *     Before the first step, the temporary files that killed runs left next to the checkpoint are
+ *     removed (remove_stale_temporaries).
  *
  * Checkpoint: every trainable parameter and every state parameter under its own name (so PyTorch
  * code can load the tuned modules with the PET names), and "__metadata__" strings: granule_train
@@ -50,6 +52,7 @@
 #include "params.h"
 #include "train.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -59,6 +62,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1266,6 +1270,60 @@ static int save(trainer *t, gr_error *err) {
     return 0;
 }
 
+/* Whether `name` is exactly "<base>.tmp-<pid>-<n>", the temporary file gr_safetensors_write makes
+ * for `base` (decimal numbers without leading zeros, pid > 0); sets *pid. */
+static bool is_temporary_of(const char *name, const char *base, pid_t *pid) {
+    size_t n = strlen(base);
+    if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp-", 5) != 0) return false;
+    const char *p = name + n + 5;
+    long long value = 0;
+    if (*p < '1' || *p > '9') return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (value > INT32_MAX) return false;
+        value = value * 10 + (*p - '0');
+    }
+    if (*p++ != '-' || (long long)(pid_t)value != value) return false;
+    if (p[0] == '0' && p[1] != '\0') return false;
+    const char *attempt = p;
+    while (*p >= '0' && *p <= '9') p++;
+    if (p == attempt || *p != '\0') return false;
+    *pid = (pid_t)value;
+    return true;
+}
+
+/* A SIGKILL, a crash or a power cut during a checkpoint write leaves its temporary file
+ * "<checkpoint>.tmp-<pid>-<n>" (as large as a checkpoint; the checkpoint itself stays whole, see
+ * train_test.c). Before the first step, remove those of this checkpoint whose writer is gone: that
+ * exact name, in the checkpoint's directory, a regular file, and a pid that names no process
+ * (kill(pid, 0) fails with ESRCH) or is this process's own (an earlier process with the same pid,
+ * e.g. a restarted container's; this one has not written yet). A live process's file (another run
+ * writing the same checkpoint) is kept, and so is the --resume file. Pids mean nothing across
+ * machines: two machines writing one checkpoint on a shared file system at once is unsupported (the
+ * worst case here is that the other run's rename fails and it stops with an error). */
+static void remove_stale_temporaries(const trainer *t) {
+    const char *path = t->opt.checkpoint;
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    int prefix = slash != NULL ? (int)(slash - path + 1) : 0; /* the directory, with its '/' */
+    char directory[4200], candidate[4200];
+    if (*base == '\0' || snprintf(directory, sizeof directory, "%.*s", prefix, path) >= (int)sizeof directory) return;
+    struct stat resume, info;
+    bool has_resume = t->opt.resume != NULL && stat(t->opt.resume, &resume) == 0;
+    DIR *dir = opendir(prefix > 0 ? directory : ".");
+    if (dir == NULL) return;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        pid_t pid;
+        if (!is_temporary_of(e->d_name, base, &pid)) continue;
+        if (pid != getpid() && !(kill(pid, 0) != 0 && errno == ESRCH)) continue;
+        if (snprintf(candidate, sizeof candidate, "%s%s", directory, e->d_name) >= (int)sizeof candidate) continue;
+        if (lstat(candidate, &info) != 0 || !S_ISREG(info.st_mode)) continue;
+        if (has_resume && info.st_dev == resume.st_dev && info.st_ino == resume.st_ino) continue;
+        if (unlink(candidate) == 0) fprintf(t->err, "removed %s, left by an interrupted checkpoint write\n", candidate);
+    }
+    closedir(dir);
+}
+
 /* On --resume, the log lines and curve rows of steps up to the checkpoint's are kept (a run that
  * went on after its last checkpoint logged steps that will now be taken again); otherwise the log
  * starts empty. The log is then appended to, one flushed line per step. */
@@ -1477,6 +1535,7 @@ int train_command(const gr_program *program, const char *program_name, int argc,
     struct sigaction previous_int, previous_term;
     bool handlers = false;
     if (trainer_setup(&t, program, &err) != 0 || open_outputs(&t, &err) != 0) goto done;
+    if (t.opt.checkpoint != NULL) remove_stale_temporaries(&t);
 
     struct sigaction action;
     memset(&action, 0, sizeof action);

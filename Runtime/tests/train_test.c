@@ -3,9 +3,10 @@
  * train_fake_program.c: the generator, the data order, the learning-rate schedule and the datasets
  * on their own, then whole runs in-process (checkpoints, resume bit-identity, the NaN stop, an
  * interruption, errors) and, given the path of `fake_trainer` (main.c + the fake program), the
- * command line end to end with a real SIGTERM.
+ * command line end to end with a real SIGTERM; given also `fake_trainer_wide` (train_wide_fake_program.c,
+ * a checkpoint of 2 MiB), SIGKILLs in the middle of checkpoint writes.
  *
- * Usage: train_tests [PATH/TO/fake_trainer]
+ * Usage: train_tests [PATH/TO/fake_trainer [PATH/TO/fake_trainer_wide]]
  */
 #include "test.h"
 #include "../main/train.h"
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +30,7 @@ extern gr_entry_fn const granule_entries[];
 static gr_program *program;
 static char directory[512];
 static const char *trainer_path;
+static const char *wide_trainer_path;
 
 static void path_in(char *out, size_t size, const char *name) {
     snprintf(out, size, "%s/%s", directory, name);
@@ -631,6 +634,101 @@ static void test_a_signal_stops_after_the_step(void) {
     CHECK(now.sa_handler == SIG_DFL);
 }
 
+/* A run removes the stale temporary files of its checkpoint (train.c, remove_stale_temporaries):
+ * "<checkpoint>.tmp-<pid>-<n>" of a process that is gone (or of its own pid), and nothing else. */
+static void test_stale_temporary_files_are_removed(void) {
+    write_weights();
+    write_task("ten.safetensors", 10, 0, 0);
+    result r;
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "6", "--lr", "0.01",
+                               "--checkpoint", "@saved.safetensors", "--stop-at", "2", NULL});
+    CHECK_EQ(r.status, 0);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t dead = fork(); /* a pid that names no process once reaped */
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    long gone = (long)dead, own = (long)getpid(), live = (long)getppid();
+    char removed[3][64], kept[12][64], path[1024];
+    snprintf(removed[0], sizeof removed[0], "c.safetensors.tmp-%ld-0", gone);
+    snprintf(removed[1], sizeof removed[1], "c.safetensors.tmp-%ld-12", gone);
+    snprintf(removed[2], sizeof removed[2], "c.safetensors.tmp-%ld-0", own); /* an earlier process with this pid */
+    snprintf(kept[0], sizeof kept[0], "c.safetensors.tmp-%ld-0", live);     /* a live writer */
+    snprintf(kept[1], sizeof kept[1], "c.safetensors.tmp-%ld-0.bak", gone);
+    snprintf(kept[2], sizeof kept[2], "c.safetensors.tmp-%ld", gone);
+    snprintf(kept[3], sizeof kept[3], "c.safetensors.tmp-%ld-", gone);
+    snprintf(kept[4], sizeof kept[4], "c.safetensors.tmp-0%ld-0", gone);
+    snprintf(kept[5], sizeof kept[5], "c.safetensors.tmp-0-0");
+    snprintf(kept[6], sizeof kept[6], "c.safetensors.tmp-99999999999999999999-0");
+    snprintf(kept[7], sizeof kept[7], "xc.safetensors.tmp-%ld-0", gone);
+    snprintf(kept[8], sizeof kept[8], "c.safetensors.tmp-%ld-0", gone); /* in sub/, another directory */
+    snprintf(kept[9], sizeof kept[9], "run.csv.tmp-%ld-0", gone);       /* the curve's: not the checkpoint's */
+    snprintf(kept[10], sizeof kept[10], "c.safetensors.tmp-%ld-5", gone); /* the --resume file itself */
+    snprintf(kept[11], sizeof kept[11], "c.safetensors.tmp-%ld-7", gone); /* a directory */
+    path_in(path, sizeof path, "sub");
+    mkdir(path, 0755);
+    for (int i = 0; i < 3; i++) {
+        path_in(path, sizeof path, removed[i]);
+        write_bytes(path, "partial", 7);
+    }
+    for (int i = 0; i < 11; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "%s%.60s", i == 8 ? "sub/" : "", kept[i]);
+        path_in(path, sizeof path, name);
+        if (i == 10) {
+            size_t length = 0;
+            unsigned char *saved = file_bytes("saved.safetensors", &length);
+            write_bytes(path, saved, length);
+            free(saved);
+        } else {
+            write_bytes(path, "partial", 7);
+        }
+    }
+    path_in(path, sizeof path, kept[11]);
+    mkdir(path, 0755);
+    char resume[96];
+    snprintf(resume, sizeof resume, "@%.60s", kept[10]);
+    /* a run that fails before its first step touches nothing */
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@absent.safetensors", "--resume", resume,
+                               "--checkpoint", "@c.safetensors", NULL});
+    CHECK_EQ(r.status, 1);
+    for (int i = 0; i < 3; i++) {
+        path_in(path, sizeof path, removed[i]);
+        CHECK(access(path, F_OK) == 0);
+    }
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--resume", resume, "--checkpoint",
+                               "@c.safetensors", NULL});
+    CHECK_EQ(r.status, 0);
+    CHECK_CONTAINS(r.out, "trained steps 3-6 of 6 in ");
+    for (int i = 0; i < 3; i++) {
+        path_in(path, sizeof path, removed[i]);
+        CHECK(access(path, F_OK) != 0);
+        CHECK_CONTAINS(r.err, removed[i]);
+    }
+    CHECK_CONTAINS(r.err, ", left by an interrupted checkpoint write\n");
+    for (int i = 0; i < 12; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "%s%.60s", i == 8 ? "sub/" : "", kept[i]);
+        path_in(path, sizeof path, name);
+        CHECK(access(path, F_OK) == 0);
+    }
+    path_in(path, sizeof path, "c.safetensors");
+    gr_error err;
+    gr_safetensors *written = gr_safetensors_open(path, 0, &err);
+    CHECK(written != NULL && strcmp(gr_safetensors_metadata_find(written, "step"), "6") == 0);
+    gr_safetensors_close(written);
+    /* a checkpoint in another directory: only its own directory is searched */
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "2", "--lr", "0.01",
+                               "--checkpoint", "@sub/c.safetensors", NULL});
+    CHECK_EQ(r.status, 0);
+    char name[96];
+    snprintf(name, sizeof name, "sub/%.60s", kept[8]);
+    path_in(path, sizeof path, name);
+    CHECK(access(path, F_OK) != 0);
+    path_in(path, sizeof path, kept[0]);
+    CHECK(access(path, F_OK) == 0);
+}
+
 static void test_usage_and_setup_errors(void) {
     write_weights();
     write_task("ten.safetensors", 10, 0, 0);
@@ -695,14 +793,16 @@ static void test_usage_and_setup_errors(void) {
 
 /* ---- the executable ---------------------------------------------------------------------------------- */
 
-static int run_executable(const char *const *args, char *out, size_t out_size, char *err, size_t err_size, bool send_term) {
+/* Starts `executable` with `args` (NULL-terminated; "@name" expands to a scratch path), its stdout
+ * and stderr going to the scratch files `out_name` and `err_name`. */
+static pid_t spawn(const char *executable, const char *const *args, const char *out_name, const char *err_name) {
     char out_path[700], err_path[700];
-    path_in(out_path, sizeof out_path, ".stdout");
-    path_in(err_path, sizeof err_path, ".stderr");
+    path_in(out_path, sizeof out_path, out_name);
+    path_in(err_path, sizeof err_path, err_name);
     char expanded[32][700];
     char *argv[34];
     int argc = 0;
-    argv[argc++] = (char *)trainer_path;
+    argv[argc++] = (char *)executable;
     for (const char *const *a = args; *a != NULL && argc < 32; a++, argc++) {
         if ((*a)[0] == '@') {
             path_in(expanded[argc], sizeof expanded[argc], *a + 1);
@@ -720,9 +820,16 @@ static int run_executable(const char *const *args, char *out, size_t out_size, c
         int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(o, 1);
         dup2(e, 2);
-        execv(trainer_path, argv);
+        execv(executable, argv);
         _exit(127);
     }
+    return pid;
+}
+
+static int run_executable(const char *const *args, char *out, size_t out_size, char *err, size_t err_size, bool send_term) {
+    char err_path[700];
+    path_in(err_path, sizeof err_path, ".stderr");
+    pid_t pid = spawn(trainer_path, args, ".stdout", ".stderr");
     if (send_term) {
         /* SIGTERM once the first progress line shows the loop is running */
         for (int wait = 0; wait < 2000; wait++) {
@@ -740,6 +847,8 @@ static int run_executable(const char *const *args, char *out, size_t out_size, c
     int status = 0;
     waitpid(pid, &status, 0);
     size_t length = 0;
+    char out_path[700];
+    path_in(out_path, sizeof out_path, ".stdout");
     unsigned char *text = read_bytes(out_path, &length);
     snprintf(out, out_size, "%.*s", (int)length, text != NULL ? (char *)text : "");
     free(text);
@@ -794,6 +903,287 @@ static void test_the_command_line(void) {
     }
 }
 
+/* ---- SIGKILL during checkpoint writes (fake_trainer_wide) ------------------------------------------- */
+
+#define WIDE_WIDTH 262144 /* train_wide_fake_program.c's WIDTH: each wide tensor is 1 MiB */
+#define WIDE_STEPS 20
+#define WIDE_KILLS 40
+
+static void write_wide_weights(void) {
+    char path[700];
+    path_in(path, sizeof path, "wide-weights.safetensors");
+    float scale[3] = {1, 1, 1}, w[3] = {0, 0, 0};
+    float *wide = malloc(sizeof *wide * WIDE_WIDTH);
+    for (int32_t i = 0; i < WIDE_WIDTH; i++) wide[i] = (float)(i % 13) / 13.0f;
+    int64_t shape[1] = {3}, wide_shape[1] = {WIDE_WIDTH};
+    gr_st_write_tensor tensors[3] = {{"frozen.scale", GR_ST_F32, 1, shape, scale},
+                                     {"w", GR_ST_F32, 1, shape, w},
+                                     {"wide", GR_ST_F32, 1, wide_shape, wide}};
+    gr_error err;
+    CHECK_EQ(gr_safetensors_write(path, tensors, 3, NULL, 0, &err), 0);
+    free(wide);
+}
+
+/* Opens a checkpoint of fake_trainer_wide (gr_safetensors_open verifies its CRC-32) and checks that
+ * it is whole: the format, all five tensors at their sizes, and a metadata step equal to adam.step.
+ * Returns that step (-1: it does not open or is not whole; `why` says why) and copies its CRC text. */
+static int64_t whole_wide_checkpoint(const char *name, char *crc, size_t crc_size, char *why, size_t why_size) {
+    char path[700];
+    path_in(path, sizeof path, name);
+    gr_error err;
+    gr_safetensors *c = gr_safetensors_open(path, 0, &err);
+    if (c == NULL) {
+        snprintf(why, why_size, "%s", err.message);
+        return -1;
+    }
+    static const char *const names[5] = {"w", "wide", "adam.step", "adam.m.w", "adam.m.wide"};
+    static const int64_t sizes[5] = {12, 4 * WIDE_WIDTH, 8, 12, 4 * WIDE_WIDTH};
+    bool whole = gr_safetensors_count(c) == 5;
+    for (int i = 0; i < 5; i++) {
+        const gr_st_tensor *t = gr_safetensors_find(c, names[i]);
+        whole = whole && t != NULL && t->bytes == sizes[i];
+    }
+    const char *format = gr_safetensors_metadata_find(c, "granule_train"), *step = gr_safetensors_metadata_find(c, "step");
+    const char *checksum = gr_safetensors_metadata_find(c, "granule_crc32");
+    int64_t counter = -1;
+    if (whole) memcpy(&counter, gr_safetensors_find(c, "adam.step")->data, sizeof counter);
+    whole = whole && format != NULL && strcmp(format, "1") == 0 && step != NULL && strtoll(step, NULL, 10) == counter &&
+            checksum != NULL;
+    snprintf(crc, crc_size, "%s", checksum != NULL ? checksum : "");
+    snprintf(why, why_size, "%s", whole ? "" : "not a whole checkpoint");
+    gr_safetensors_close(c);
+    return whole ? counter : -1;
+}
+
+/* Leftover temporary files "killed.safetensors.tmp-*" in the scratch directory: all of them, and
+ * (in `of_pid`, when given) the name of one of process `pid`. */
+static int leftover_temporaries(pid_t pid, char *of_pid, size_t of_pid_size, int *count_of_pid) {
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "killed.safetensors.tmp-%ld-", (long)pid);
+    DIR *dir = opendir(directory);
+    int all = 0;
+    *count_of_pid = 0;
+    struct dirent *e;
+    while (dir != NULL && (e = readdir(dir)) != NULL) {
+        if (strncmp(e->d_name, "killed.safetensors.tmp-", 23) != 0) continue;
+        all++;
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            (*count_of_pid)++;
+            if (of_pid != NULL) snprintf(of_pid, of_pid_size, "%s", e->d_name);
+        }
+    }
+    if (dir != NULL) closedir(dir);
+    return all;
+}
+
+static bool same_file_bytes(const char *name, const unsigned char *bytes, size_t length) {
+    size_t got_length = 0;
+    unsigned char *got = file_bytes(name, &got_length);
+    bool same = got != NULL && got_length == length && memcmp(got, bytes, length) == 0;
+    free(got);
+    return same;
+}
+
+static int wait_exit_status(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+static void print_scratch_file(const char *name) {
+    size_t length = 0;
+    unsigned char *text = file_bytes(name, &length);
+    fprintf(stderr, "    %s: %.*s\n", name, (int)length, text != NULL ? (char *)text : "(none)");
+    free(text);
+}
+
+/* Atomic checkpoints under SIGKILL. `train --checkpoint-every 1` of a program whose checkpoint is
+ * 2 MiB (each write: CRC, write, fsync, rename) is SIGKILLed WIDE_KILLS times, at pseudo-random
+ * delays from its start (calibrated on an uninterrupted run), and every 4th time as soon as its
+ * temporary file shows (so that some kills land mid-write wherever the scratch directory lives, even on
+ * a tmpfs where writes are fast). The runs form chains: each resumes from the checkpoint the killed
+ * one left; a chain that reaches the end starts over. After every kill:
+ *  - the checkpoint is absent only if the chain had not written one yet; otherwise it opens (CRC
+ *    verified), is whole, its metadata step is its adam.step, and the step never goes back;
+ *  - a kill mid-write leaves the killed process's "<checkpoint>.tmp-<pid>-<n>": counted, and either
+ *    partial (it does not open) or a whole checkpoint of a later step than the one in place (killed
+ *    between fsync and rename): it never replaced the checkpoint;
+ *  - checkpoints of the same step are the same bytes (same CRC) whichever chain wrote them, and from
+ *    each one (each distinct step) --resume runs to the end and writes exactly the bytes of the
+ *    uninterrupted run;
+ *  - once a later run of the chain gets to its first step, the temporary files of killed runs are
+ *    gone (it removed them: remove_stale_temporaries in train.c).
+ * A last resume finishes the chain: the same bytes again, and no temporary file left. */
+static void test_a_sigkill_never_tears_a_checkpoint(void) {
+    write_wide_weights();
+    write_task("ten.safetensors", 10, 0, 0);
+    char steps[16];
+    snprintf(steps, sizeof steps, "%d", WIDE_STEPS);
+    const char *const base[] = {"train", "--weights", "@wide-weights.safetensors", "--data", "@ten.safetensors", "--steps", steps,
+                                "--lr", "0.01", "--seed", "9", "--threads", "1"};
+    enum { BASE = sizeof base / sizeof *base };
+    const char *args[BASE + 8];
+    memcpy(args, base, sizeof base);
+
+    /* the uninterrupted run, timed: its start-up (to the first checkpoint) and its steps */
+    const char *const straight_tail[] = {"--checkpoint", "@straight.safetensors", "--checkpoint-every", "1", NULL};
+    memcpy(args + BASE, straight_tail, sizeof straight_tail);
+    double start = test_now(), first = -1;
+    pid_t pid = spawn(wide_trainer_path, args, ".out", ".err");
+    int status = 0;
+    char path[700];
+    path_in(path, sizeof path, "straight.safetensors");
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (first < 0 && access(path, F_OK) == 0) first = test_now() - start;
+        nanosleep(&(struct timespec){0, 200000}, NULL);
+    }
+    double whole_run = test_now() - start;
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        print_scratch_file(".err");
+        return;
+    }
+    if (first < 0) first = whole_run / 2;
+    double step_time = (whole_run - first) / (WIDE_STEPS - 1);
+    size_t straight_length = 0;
+    unsigned char *straight = file_bytes("straight.safetensors", &straight_length);
+
+    uint64_t dice = 20240607;
+    int kills = 0, absent = 0, mid_write = 0, targeted = 0, targeted_mid_write = 0, partial = 0, unrenamed = 0, chains = 0;
+    int resumed = 0, cleaned = 0;
+    char crc_at[WIDE_STEPS + 1][16];
+    memset(crc_at, 0, sizeof crc_at);
+    int64_t previous = 0; /* the step of the chain's checkpoint (0: none yet) */
+    char crc[16], why[GR_ERROR_CAPACITY], temporary[256];
+    for (int round = 0; round < WIDE_KILLS; round++) {
+        int n = BASE;
+        args[n++] = "--checkpoint";
+        args[n++] = "@killed.safetensors";
+        args[n++] = "--checkpoint-every";
+        args[n++] = "1";
+        if (previous > 0) {
+            args[n++] = "--resume";
+            args[n++] = "@killed.safetensors";
+        }
+        args[n] = NULL;
+        int stale_before = leftover_temporaries(0, NULL, 0, &(int){0});
+        bool aim = round % 4 == 3;
+        targeted += aim;
+        double delay = 0.5 * first + (double)(train_splitmix64(&dice) >> 11) * 0x1p-53 * (0.5 * first + 4 * step_time);
+        double limit = aim ? 4 * (first + 4 * step_time) : delay;
+        start = test_now();
+        pid = spawn(wide_trainer_path, args, ".out", ".err");
+        bool exited = false;
+        for (;;) {
+            if (waitpid(pid, &status, WNOHANG) == pid) {
+                exited = true;
+                break;
+            }
+            int mine = 0;
+            if (aim) leftover_temporaries(pid, NULL, 0, &mine);
+            if (mine > 0 || test_now() - start >= limit) break;
+            nanosleep(&(struct timespec){0, aim ? 50000 : 200000}, NULL);
+        }
+        if (!exited) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            exited = WIFEXITED(status); /* it may have finished just before the signal */
+            kills += !exited;
+        }
+        if (!exited) {
+            CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        } else {
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* it finished first */
+            if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) print_scratch_file(".err");
+        }
+        int mine = 0;
+        int leftover = leftover_temporaries(pid, temporary, sizeof temporary, &mine);
+        CHECK(mine <= (exited ? 0 : 1)); /* one write at a time; a finished run renamed all of them */
+        if (!exited && mine > 0) {
+            mid_write++;
+            targeted_mid_write += aim;
+        }
+        path_in(path, sizeof path, "killed.safetensors");
+        int64_t step = 0;
+        if (access(path, F_OK) != 0) {
+            CHECK_EQ(previous, 0); /* killed before the chain's first checkpoint */
+            CHECK(!exited);
+            absent++;
+        } else {
+            step = whole_wide_checkpoint("killed.safetensors", crc, sizeof crc, why, sizeof why);
+            CHECK(step >= 1 && step >= previous && step <= WIDE_STEPS);
+            if (step < 1) {
+                fprintf(stderr, "    round %d: killed.safetensors: %s\n", round, why);
+                break;
+            }
+        }
+        if (mine > 0) {
+            /* the killed run's temporary file never replaced the checkpoint: it is partial (it does not
+             * open) or the whole next checkpoint, written but not yet renamed (killed in fsync) */
+            char temporary_crc[16];
+            int64_t temporary_step = whole_wide_checkpoint(temporary, temporary_crc, sizeof temporary_crc, why, sizeof why);
+            CHECK(temporary_step == -1 || temporary_step == step + 1);
+            partial += temporary_step == -1;
+            unrenamed += temporary_step != -1;
+        }
+        if (step == 0) continue;
+        if (step > previous && stale_before > 0) {
+            /* this run got to its first step: the files of the runs killed before it are gone */
+            CHECK_EQ(leftover, mine);
+            cleaned += leftover == mine;
+        }
+        if (crc_at[step][0] == '\0') {
+            snprintf(crc_at[step], sizeof crc_at[step], "%s", crc);
+            if (step < WIDE_STEPS) {
+                /* resume from it (to another file) to the end: the bytes of the uninterrupted run */
+                const char *const resume_tail[] = {"--resume", "@killed.safetensors", "--checkpoint", "@finished.safetensors", NULL};
+                memcpy(args + BASE, resume_tail, sizeof resume_tail);
+                CHECK_EQ(wait_exit_status(spawn(wide_trainer_path, args, ".out", ".err")), 0);
+                CHECK(same_file_bytes("finished.safetensors", straight, straight_length));
+                path_in(path, sizeof path, "finished.safetensors");
+                unlink(path);
+                resumed++;
+            }
+        } else {
+            CHECK_STR_EQ(crc, crc_at[step]);
+        }
+        if (step == WIDE_STEPS) { /* the chain is done: start another */
+            CHECK(same_file_bytes("killed.safetensors", straight, straight_length));
+            path_in(path, sizeof path, "killed.safetensors");
+            unlink(path);
+            chains++;
+            previous = 0;
+        } else {
+            previous = step;
+        }
+    }
+    /* finish the last chain */
+    int stale = leftover_temporaries(0, NULL, 0, &(int){0});
+    const char *const last_tail[] = {"--checkpoint", "@killed.safetensors", "--resume", "@killed.safetensors", NULL};
+    memcpy(args + BASE, last_tail, sizeof last_tail);
+    if (previous == 0) args[BASE + 2] = NULL;
+    CHECK_EQ(wait_exit_status(spawn(wide_trainer_path, args, ".out", ".err")), 0);
+    CHECK(same_file_bytes("killed.safetensors", straight, straight_length));
+    CHECK_EQ(leftover_temporaries(0, NULL, 0, &(int){0}), 0);
+    if (stale > 0) {
+        size_t length = 0;
+        unsigned char *text = file_bytes(".err", &length);
+        text = realloc(text, length + 1);
+        text[length] = '\0';
+        CHECK_CONTAINS((char *)text, ", left by an interrupted checkpoint write\n");
+        free(text);
+    }
+    free(straight);
+    /* some kills must have landed in the middle of a write, or the test shows nothing */
+    CHECK(mid_write > 0);
+    printf("       %d SIGKILLs (%d aimed at a write): %d mid-write (%d of the aimed), leaving %d partial temporary files and %d "
+           "whole ones not renamed yet;\n       %d before a chain's first checkpoint; chains finished: %d; %d distinct checkpoints "
+           "resumed to the identical end;\n       stale temporary files removed by %d later runs; %.0f ms to the first checkpoint, "
+           "%.1f ms a step\n",
+           kills, targeted, mid_write, targeted_mid_write, partial, unrenamed, absent, chains + 1, resumed, cleaned + (stale > 0),
+           first * 1e3, step_time * 1e3);
+}
+
 /* ---- main -------------------------------------------------------------------------------------------- */
 
 /* Each test gets a fresh scratch directory. */
@@ -814,6 +1204,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     trainer_path = argc > 1 ? argv[1] : NULL;
+    wide_trainer_path = argc > 2 ? argv[2] : NULL;
     printf("suite train\n");
     RUN_FRESH(test_splitmix64_known_answers);
     RUN_FRESH(test_uniform_and_shuffle);
@@ -826,11 +1217,17 @@ int main(int argc, char **argv) {
     RUN_FRESH(test_resume_rejects_other_settings);
     RUN_FRESH(test_nan_stops_and_keeps_the_checkpoint);
     RUN_FRESH(test_a_signal_stops_after_the_step);
+    RUN_FRESH(test_stale_temporary_files_are_removed);
     RUN_FRESH(test_usage_and_setup_errors);
     if (trainer_path != NULL) {
         RUN_FRESH(test_the_command_line);
     } else {
         printf("  skip test_the_command_line (no fake_trainer path given)\n");
+    }
+    if (wide_trainer_path != NULL) {
+        RUN_FRESH(test_a_sigkill_never_tears_a_checkpoint);
+    } else {
+        printf("  skip test_a_sigkill_never_tears_a_checkpoint (no fake_trainer_wide path given)\n");
     }
     gr_program_free(program);
     return test_report(start);
