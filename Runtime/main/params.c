@@ -7,12 +7,13 @@
 
 #include "params.h"
 
+#include "../src/internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,18 +39,6 @@ void param_format_shape(char *out, size_t size, const int64_t *shape, int32_t ra
     if (used < size) snprintf(out + used, size - used, "]");
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int fail(gr_error *err, const char *format, ...) {
-    if (err != NULL) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err->message, sizeof err->message, format, args);
-        va_end(args);
-    }
-    return -1;
-}
 
 int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const char *role_text, bool mapped, void **buffer, void **owned,
                gr_error *err) {
@@ -58,7 +47,7 @@ int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const cha
     gr_value_spec_type(spec, type, sizeof type);
     const gr_st_tensor *tensor = gr_safetensors_find(file, spec->name);
     if (tensor == NULL) {
-        return fail(err, "%s: no tensor '%s' (the %s parameter %s of '%s')", gr_safetensors_path(file), spec->name, role_text, type,
+        return gr_fail(err, "%s: no tensor '%s' (the %s parameter %s of '%s')", gr_safetensors_path(file), spec->name, role_text, type,
                     fn->name);
     }
     bool shape_ok = tensor->rank == spec->rank;
@@ -66,7 +55,7 @@ int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const cha
     if (!param_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
         char got[256];
         param_format_shape(got, sizeof got, tensor->shape, tensor->rank);
-        return fail(err, "%s: tensor '%s': the %s parameter of '%s' needs %s, got %s %s", gr_safetensors_path(file), spec->name,
+        return gr_fail(err, "%s: tensor '%s': the %s parameter of '%s' needs %s, got %s %s", gr_safetensors_path(file), spec->name,
                     role_text, fn->name, type, gr_st_dtype_name(tensor->dtype), got);
     }
     bool exact = tensor->dtype == param_file_dtype[spec->dtype];
@@ -76,7 +65,7 @@ int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const cha
     }
     void *block = gr_aligned_alloc((size_t)spec->bytes);
     if (block == NULL) {
-        return fail(err, "%s: tensor '%s': out of memory (%" PRId64 " bytes)", gr_safetensors_path(file), spec->name, spec->bytes);
+        return gr_fail(err, "%s: tensor '%s': out of memory (%" PRId64 " bytes)", gr_safetensors_path(file), spec->name, spec->bytes);
     }
     *owned = *buffer = block;
     if (exact) {
@@ -96,7 +85,7 @@ int write_file_atomically(const char *path, const char *bytes, size_t length, gr
         fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0644);
         if (fd >= 0 || errno != EEXIST) break;
     }
-    if (fd < 0) return fail(err, "%s: cannot create %s: %s", path, temporary, strerror(errno));
+    if (fd < 0) return gr_fail(err, "%s: cannot create %s: %s", path, temporary, strerror(errno));
     const char *problem = NULL;
     size_t done = 0;
     while (problem == NULL && done < length) {
@@ -117,7 +106,7 @@ int write_file_atomically(const char *path, const char *bytes, size_t length, gr
     }
     if (problem != NULL) {
         unlink(temporary);
-        return fail(err, "%s: %s %s: %s", path, problem, temporary, strerror(saved));
+        return gr_fail(err, "%s: %s %s: %s", path, problem, temporary, strerror(saved));
     }
     return 0;
 }

@@ -8,24 +8,13 @@
  */
 #include "search.h"
 
+#include "../src/internal.h"
+
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int fail(gr_error *err, const char *format, ...) {
-    if (err != NULL) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err->message, sizeof err->message, format, args);
-        va_end(args);
-    }
-    return -1;
-}
 
 /* Sets scores[t] = -inf for every token t that would repeat an n-gram of seq[0, length)
  * (transformers' NoRepeatNGramLogitsProcessor: the n-grams of the whole sequence, start token
@@ -67,7 +56,7 @@ static int greedy(const search_decoder *d, const search_options *o, int64_t exam
     bool *finished = calloc((size_t)examples + 1, sizeof *finished);
     int status = 0;
     if (tokens == NULL || order == NULL || scores == NULL || finished == NULL) {
-        status = fail(err, "generate: out of memory");
+        status = gr_fail(err, "generate: out of memory");
         goto done;
     }
     for (int64_t e = 0; e < examples; e++) {
@@ -199,13 +188,13 @@ static int beam(const search_decoder *d, const search_options *o, int64_t exampl
     int status = 0;
     if (seq == NULL || next_seq == NULL || beam_scores == NULL || next_scores == NULL || source == NULL || tokens == NULL ||
         scores == NULL || top == NULL || hyps == NULL || token_store == NULL) {
-        status = fail(err, "generate: out of memory");
+        status = gr_fail(err, "generate: out of memory");
         goto done;
     }
     for (int64_t e = 0; e < examples; e++) {
         hyps[e].items = calloc((size_t)beams + 1, sizeof *hyps[e].items);
         if (hyps[e].items == NULL) {
-            status = fail(err, "generate: out of memory");
+            status = gr_fail(err, "generate: out of memory");
             goto done;
         }
         for (int64_t i = 0; i <= beams; i++) hyps[e].items[i].tokens = token_store + (e * (beams + 1) + i) * max_length;
@@ -264,7 +253,7 @@ static int beam(const search_decoder *d, const search_options *o, int64_t exampl
                 }
             }
             if (kept < beams) {
-                status = fail(err, "generate: beam search found fewer than %lld continuations (vocabulary too small?)", (long long)beams);
+                status = gr_fail(err, "generate: beam search found fewer than %lld continuations (vocabulary too small?)", (long long)beams);
                 goto done;
             }
             h->done = h->done || hypotheses_is_done(h, beams, (double)top[0].score, length, o);
@@ -320,10 +309,10 @@ done:
 int search_generate(const search_decoder *decoder, const search_options *options, int64_t examples, int64_t *sequences,
                     int64_t *lengths, gr_error *err) {
     if (options->num_beams < 1 || examples * options->num_beams > decoder->slots) {
-        return fail(err, "generate: %lld example(s) with %lld beam(s) do not fit the program's %lld rows", (long long)examples,
+        return gr_fail(err, "generate: %lld example(s) with %lld beam(s) do not fit the program's %lld rows", (long long)examples,
                     (long long)options->num_beams, (long long)decoder->slots);
     }
-    if (options->max_length < 2) return fail(err, "generate: max_length must be at least 2 (the start token and one more)");
+    if (options->max_length < 2) return gr_fail(err, "generate: max_length must be at least 2 (the start token and one more)");
     if (examples == 0) return 0;
     if (options->num_beams == 1) return greedy(decoder, options, examples, sequences, lengths, err);
     return beam(decoder, options, examples, sequences, lengths, err);
@@ -337,7 +326,7 @@ int search_classify(const search_decoder *decoder, const int64_t *prefix, int64_
     if (tokens == NULL || order == NULL) {
         free(tokens);
         free(order);
-        return fail(err, "classify: out of memory");
+        return gr_fail(err, "classify: out of memory");
     }
     const float *logits = NULL;
     for (int64_t p = 0; p < prefix_length; p++) {

@@ -12,7 +12,6 @@
 
 #include "../src/internal.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,18 +31,6 @@ struct detokenizer {
     int byte_of_code[BYTE_CODE_POINTS]; /* byte-level: code point → byte, or -1 */
 };
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int fail(gr_error *err, const char *format, ...) {
-    if (err != NULL) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err->message, sizeof err->message, format, args);
-        va_end(args);
-    }
-    return -1;
-}
 
 void detokenizer_free(detokenizer *d) {
     if (d == NULL) return;
@@ -69,7 +56,7 @@ static void init_byte_level(detokenizer *d) {
 /* Makes room for ids [0, size). */
 static int reserve(detokenizer *d, int64_t size, const char *path, gr_error *err) {
     if (size <= d->size) return 0;
-    if (size > ((int64_t)1 << 31)) return fail(err, "%s: token id %lld is implausibly large", path, (long long)(size - 1));
+    if (size > ((int64_t)1 << 31)) return gr_fail(err, "%s: token id %lld is implausibly large", path, (long long)(size - 1));
     char **pieces = realloc(d->pieces, (size_t)size * sizeof *pieces);
     if (pieces != NULL) d->pieces = pieces;
     bool *special = realloc(d->special, (size_t)size);
@@ -78,7 +65,7 @@ static int reserve(detokenizer *d, int64_t size, const char *path, gr_error *err
     if (literal != NULL) d->literal = literal;
     bool *byte = realloc(d->byte, (size_t)size);
     if (byte != NULL) d->byte = byte;
-    if (pieces == NULL || special == NULL || literal == NULL || byte == NULL) return fail(err, "%s: out of memory", path);
+    if (pieces == NULL || special == NULL || literal == NULL || byte == NULL) return gr_fail(err, "%s: out of memory", path);
     for (int64_t i = d->size; i < size; i++) {
         d->pieces[i] = NULL;
         d->special[i] = d->literal[i] = d->byte[i] = false;
@@ -88,10 +75,10 @@ static int reserve(detokenizer *d, int64_t size, const char *path, gr_error *err
 }
 
 static int set_piece(detokenizer *d, int64_t id, const char *text, size_t length, const char *path, gr_error *err) {
-    if (id < 0) return fail(err, "%s: negative token id %lld", path, (long long)id);
+    if (id < 0) return gr_fail(err, "%s: negative token id %lld", path, (long long)id);
     if (reserve(d, id + 1, path, err) != 0) return -1;
     char *copy = malloc(length + 1);
-    if (copy == NULL) return fail(err, "%s: out of memory", path);
+    if (copy == NULL) return gr_fail(err, "%s: out of memory", path);
     memcpy(copy, text, length);
     copy[length] = '\0';
     free(d->pieces[id]);
@@ -109,12 +96,12 @@ static bool is_default_special(const char *piece) {
 
 /* vocab.json or a BPE model's "vocab": {piece: id}. */
 static int load_vocab_object(detokenizer *d, const gr_json *vocab, const char *path, const char *field, gr_error *err) {
-    if (vocab->kind != GR_JSON_OBJECT) return fail(err, "%s: %s: expected an object of piece → id", path, field);
+    if (vocab->kind != GR_JSON_OBJECT) return gr_fail(err, "%s: %s: expected an object of piece → id", path, field);
     for (size_t i = 0; i < vocab->as.object.count; i++) {
         const gr_json_member *m = &vocab->as.object.members[i];
         int64_t id;
         if (!gr_json_integer(&m->value, &id) || id < 0) {
-            return fail(err, "%s: %s: piece '%.64s': expected a token id (an integer >= 0)", path, field, m->key);
+            return gr_fail(err, "%s: %s: piece '%.64s': expected a token id (an integer >= 0)", path, field, m->key);
         }
         if (set_piece(d, id, m->key, m->key_length, path, err) != 0) return -1;
         d->special[id] = is_default_special(d->pieces[id]);
@@ -127,12 +114,12 @@ static int load_tokenizer_json(detokenizer *d, const gr_json *root, const char *
     const gr_json *model = gr_json_member_find(root, "model", NULL);
     const gr_json *type = model->kind == GR_JSON_OBJECT ? gr_json_member_find(model, "type", NULL) : NULL;
     const gr_json *vocab = model->kind == GR_JSON_OBJECT ? gr_json_member_find(model, "vocab", NULL) : NULL;
-    if (type == NULL || vocab == NULL) return fail(err, "%s: field 'model': expected an object with 'type' and 'vocab'", path);
+    if (type == NULL || vocab == NULL) return gr_fail(err, "%s: field 'model': expected an object with 'type' and 'vocab'", path);
     if (gr_json_string_is(type, "BPE")) {
         const gr_json *decoder = gr_json_member_find(root, "decoder", NULL);
         const gr_json *decoder_type = decoder != NULL && decoder->kind == GR_JSON_OBJECT ? gr_json_member_find(decoder, "type", NULL) : NULL;
         if (decoder_type == NULL || !gr_json_string_is(decoder_type, "ByteLevel")) {
-            return fail(err, "%s: field 'decoder': a BPE model needs the ByteLevel decoder (GPT-2 / BART); other BPE decoders are not supported",
+            return gr_fail(err, "%s: field 'decoder': a BPE model needs the ByteLevel decoder (GPT-2 / BART); other BPE decoders are not supported",
                         path);
         }
         d->decoding = BYTE_LEVEL;
@@ -140,11 +127,11 @@ static int load_tokenizer_json(detokenizer *d, const gr_json *root, const char *
         if (load_vocab_object(d, vocab, path, "model.vocab", err) != 0) return -1;
     } else if (gr_json_string_is(type, "Unigram")) {
         d->decoding = METASPACE;
-        if (vocab->kind != GR_JSON_ARRAY) return fail(err, "%s: field 'model.vocab': expected an array of [piece, score]", path);
+        if (vocab->kind != GR_JSON_ARRAY) return gr_fail(err, "%s: field 'model.vocab': expected an array of [piece, score]", path);
         for (size_t i = 0; i < vocab->as.array.count; i++) {
             const gr_json *entry = &vocab->as.array.items[i];
             if (entry->kind != GR_JSON_ARRAY || entry->as.array.count < 1 || entry->as.array.items[0].kind != GR_JSON_STRING) {
-                return fail(err, "%s: field 'model.vocab[%zu]': expected [piece, score]", path, i);
+                return gr_fail(err, "%s: field 'model.vocab[%zu]': expected [piece, score]", path, i);
             }
             const gr_json *piece = &entry->as.array.items[0];
             if (set_piece(d, (int64_t)i, piece->as.string.text, piece->as.string.length, path, err) != 0) return -1;
@@ -152,7 +139,7 @@ static int load_tokenizer_json(detokenizer *d, const gr_json *root, const char *
             d->byte[i] = strlen(text) == 6 && strncmp(text, "<0x", 3) == 0 && text[5] == '>';
         }
     } else {
-        return fail(err, "%s: field 'model.type': expected \"BPE\" or \"Unigram\"", path);
+        return gr_fail(err, "%s: field 'model.type': expected \"BPE\" or \"Unigram\"", path);
     }
     const gr_json *added = gr_json_member_find(root, "added_tokens", NULL);
     if (added != NULL && added->kind == GR_JSON_ARRAY) {
@@ -163,7 +150,7 @@ static int load_tokenizer_json(detokenizer *d, const gr_json *root, const char *
             const gr_json *special = token->kind == GR_JSON_OBJECT ? gr_json_member_find(token, "special", NULL) : NULL;
             int64_t value;
             if (id == NULL || content == NULL || content->kind != GR_JSON_STRING || !gr_json_integer(id, &value) || value < 0) {
-                return fail(err, "%s: field 'added_tokens[%zu]': expected {\"id\": ..., \"content\": ...}", path, i);
+                return gr_fail(err, "%s: field 'added_tokens[%zu]': expected {\"id\": ..., \"content\": ...}", path, i);
             }
             if (set_piece(d, value, content->as.string.text, content->as.string.length, path, err) != 0) return -1;
             d->literal[value] = true;
@@ -209,46 +196,46 @@ static int load_spiece(detokenizer *d, const unsigned char *bytes, size_t size, 
     int64_t id = 0;
     while (at < end) {
         uint64_t key;
-        if (!read_varint(&at, end, &key)) return fail(err, "%s: not a SentencePiece model (malformed protobuf at byte %zu)", path, (size_t)(at - bytes));
+        if (!read_varint(&at, end, &key)) return gr_fail(err, "%s: not a SentencePiece model (malformed protobuf at byte %zu)", path, (size_t)(at - bytes));
         if (key != ((1 << 3) | 2)) {
-            if (!skip_field(&at, end, key & 7)) return fail(err, "%s: not a SentencePiece model (malformed protobuf at byte %zu)", path, (size_t)(at - bytes));
+            if (!skip_field(&at, end, key & 7)) return gr_fail(err, "%s: not a SentencePiece model (malformed protobuf at byte %zu)", path, (size_t)(at - bytes));
             continue;
         }
         uint64_t length;
-        if (!read_varint(&at, end, &length) || length > (uint64_t)(end - at)) return fail(err, "%s: truncated SentencePiece entry %lld", path, (long long)id);
+        if (!read_varint(&at, end, &length) || length > (uint64_t)(end - at)) return gr_fail(err, "%s: truncated SentencePiece entry %lld", path, (long long)id);
         const unsigned char *piece_at = at, *piece_end = at + length;
         at = piece_end;
         const unsigned char *text = NULL;
         uint64_t text_length = 0, type = 1;
         while (piece_at < piece_end) {
             uint64_t field;
-            if (!read_varint(&piece_at, piece_end, &field)) return fail(err, "%s: malformed SentencePiece entry %lld", path, (long long)id);
+            if (!read_varint(&piece_at, piece_end, &field)) return gr_fail(err, "%s: malformed SentencePiece entry %lld", path, (long long)id);
             if (field == ((1 << 3) | 2)) {
                 if (!read_varint(&piece_at, piece_end, &text_length) || text_length > (uint64_t)(piece_end - piece_at)) {
-                    return fail(err, "%s: malformed SentencePiece entry %lld", path, (long long)id);
+                    return gr_fail(err, "%s: malformed SentencePiece entry %lld", path, (long long)id);
                 }
                 text = piece_at;
                 piece_at += text_length;
             } else if (field == ((3 << 3) | 0)) {
-                if (!read_varint(&piece_at, piece_end, &type)) return fail(err, "%s: malformed SentencePiece entry %lld", path, (long long)id);
+                if (!read_varint(&piece_at, piece_end, &type)) return gr_fail(err, "%s: malformed SentencePiece entry %lld", path, (long long)id);
             } else if (!skip_field(&piece_at, piece_end, field & 7)) {
-                return fail(err, "%s: malformed SentencePiece entry %lld", path, (long long)id);
+                return gr_fail(err, "%s: malformed SentencePiece entry %lld", path, (long long)id);
             }
         }
-        if (text == NULL) return fail(err, "%s: SentencePiece entry %lld has no piece", path, (long long)id);
+        if (text == NULL) return gr_fail(err, "%s: SentencePiece entry %lld has no piece", path, (long long)id);
         if (set_piece(d, id, (const char *)text, (size_t)text_length, path, err) != 0) return -1;
         d->special[id] = type == 2 || type == 3; /* UNKNOWN, CONTROL */
         d->byte[id] = type == 6;                 /* BYTE: <0xNN> */
         id++;
     }
-    if (id == 0) return fail(err, "%s: not a SentencePiece model (no pieces)", path);
+    if (id == 0) return gr_fail(err, "%s: not a SentencePiece model (no pieces)", path);
     return 0;
 }
 
 detokenizer *detokenizer_load(const char *path, gr_error *err) {
     FILE *file = fopen(path, "rb");
     if (file == NULL) {
-        fail(err, "%s: cannot open the vocabulary file", path);
+        gr_fail(err, "%s: cannot open the vocabulary file", path);
         return NULL;
     }
     char *bytes = NULL;
@@ -260,7 +247,7 @@ detokenizer *detokenizer_load(const char *path, gr_error *err) {
             if (grown == NULL) {
                 free(bytes);
                 fclose(file);
-                fail(err, "%s: out of memory", path);
+                gr_fail(err, "%s: out of memory", path);
                 return NULL;
             }
             bytes = grown;
@@ -274,7 +261,7 @@ detokenizer *detokenizer_load(const char *path, gr_error *err) {
     detokenizer *d = calloc(1, sizeof *d);
     int status = 0;
     if (read_error || d == NULL) {
-        status = fail(err, read_error ? "%s: read error" : "%s: out of memory", path);
+        status = gr_fail(err, read_error ? "%s: read error" : "%s: out of memory", path);
     } else {
         size_t first = 0;
         while (first < size && (bytes[first] == ' ' || bytes[first] == '\n' || bytes[first] == '\r' || bytes[first] == '\t')) first++;
@@ -284,7 +271,7 @@ detokenizer *detokenizer_load(const char *path, gr_error *err) {
             /* tokenizer.json has a "model" object; a vocab.json may have a piece "model" (an id) */
             const gr_json *model = root != NULL ? gr_json_member_find(root, "model", NULL) : NULL;
             if (root == NULL) {
-                status = fail(err, "%s: invalid JSON at byte %zu: %s", path, json_error.offset, json_error.message);
+                status = gr_fail(err, "%s: invalid JSON at byte %zu: %s", path, json_error.offset, json_error.message);
             } else if (model != NULL && model->kind == GR_JSON_OBJECT) {
                 status = load_tokenizer_json(d, root, path, err);
             } else {

@@ -52,6 +52,8 @@
 #include "params.h"
 #include "train.h"
 
+#include "../src/internal.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -90,18 +92,6 @@ static void on_stop_signal(int signal_number) {
     stop_signal = signal_number;
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int fail(gr_error *err, const char *format, ...) {
-    if (err != NULL) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err->message, sizeof err->message, format, args);
-        va_end(args);
-    }
-    return -1;
-}
 
 /* ============================================================================================ */
 /* SplitMix64, shuffles, schedule                                                               */
@@ -232,7 +222,7 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
     k->name = task_name_of(path);
     k->sources = calloc((size_t)data->input_count, sizeof *k->sources);
     k->widened = calloc((size_t)data->input_count, sizeof *k->widened);
-    if (k->name == NULL || k->sources == NULL || k->widened == NULL) return fail(err, "%s: out of memory", path);
+    if (k->name == NULL || k->sources == NULL || k->widened == NULL) return gr_fail(err, "%s: out of memory", path);
     k->file = gr_safetensors_open(path, 0, err);
     if (k->file == NULL) return -1;
     const char *first = NULL;
@@ -243,7 +233,7 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
         param_format_shape(example, sizeof example, spec->shape + 1, spec->rank - 1);
         const gr_st_tensor *tensor = gr_safetensors_find(k->file, spec->name);
         if (tensor == NULL) {
-            return fail(err, "%s: no tensor '%s' (the train step's batch parameter %s: a dataset holds it as [N] + %s)", path,
+            return gr_fail(err, "%s: no tensor '%s' (the train step's batch parameter %s: a dataset holds it as [N] + %s)", path,
                         spec->name, type, example);
         }
         bool shape_ok = tensor->rank == spec->rank;
@@ -251,7 +241,7 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
         if (!param_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
             char got[256];
             param_format_shape(got, sizeof got, tensor->shape, tensor->rank);
-            return fail(err,
+            return gr_fail(err,
                         "%s: tensor '%s' is %s %s; the train step's batch parameter is %s, so the dataset needs %s [N] + %s "
                         "(N examples)",
                         path, spec->name, gr_st_dtype_name(tensor->dtype), got, type, gr_st_dtype_name(param_file_dtype[spec->dtype]),
@@ -262,13 +252,13 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
             first = spec->name;
             k->examples = examples;
         } else if (examples != k->examples) {
-            return fail(err, "%s: tensor '%s' has %" PRId64 " examples but '%s' has %" PRId64, path, spec->name, examples, first,
+            return gr_fail(err, "%s: tensor '%s' has %" PRId64 " examples but '%s' has %" PRId64, path, spec->name, examples, first,
                         k->examples);
         }
         if (spec->dtype == GR_F32 && tensor->dtype != GR_ST_F32) {
             float *copy = gr_aligned_alloc((size_t)tensor->count * sizeof(float));
             if (copy == NULL) {
-                return fail(err, "%s: tensor '%s': out of memory widening %" PRId64 " values", path, spec->name, tensor->count);
+                return gr_fail(err, "%s: tensor '%s': out of memory widening %" PRId64 " values", path, spec->name, tensor->count);
             }
             k->widened[i] = copy;
             if (gr_st_tensor_read_f32(k->file, tensor, copy, err) != 0) return -1;
@@ -278,7 +268,7 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
         }
     }
     if (k->examples == 0 || (!data->any_size && k->examples < data->batch)) {
-        return fail(err, "%s: %" PRId64 " example%s, fewer than the batch size %" PRId64, path, k->examples,
+        return gr_fail(err, "%s: %" PRId64 " example%s, fewer than the batch size %" PRId64, path, k->examples,
                     k->examples == 1 ? "" : "s", data->batch);
     }
     return 0;
@@ -287,7 +277,7 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
 static train_data *open_data(const gr_function *fn, const char *const *paths, int32_t count, bool any_size, gr_error *err) {
     train_data *data = calloc(1, sizeof *data);
     if (data == NULL) {
-        fail(err, "out of memory");
+        gr_fail(err, "out of memory");
         return NULL;
     }
     data->fn = fn;
@@ -295,7 +285,7 @@ static train_data *open_data(const gr_function *fn, const char *const *paths, in
     data->inputs = calloc((size_t)fn->param_count + 1, sizeof *data->inputs);
     data->tasks = calloc((size_t)count + 1, sizeof *data->tasks);
     if (data->inputs == NULL || data->tasks == NULL) {
-        fail(err, "out of memory");
+        gr_fail(err, "out of memory");
         return data_failed(data);
     }
     data->batch = -1;
@@ -305,7 +295,7 @@ static train_data *open_data(const gr_function *fn, const char *const *paths, in
         char type[256];
         gr_value_spec_type(spec, type, sizeof type);
         if (spec->rank == 0 || spec->shape[0] == 0) {
-            fail(err, "function '%s': input parameter '%s' is %s; train feeds only '%s' and '%s' itself, and batch parameters need a "
+            gr_fail(err, "function '%s': input parameter '%s' is %s; train feeds only '%s' and '%s' itself, and batch parameters need a "
                       "non-empty first (batch) axis",
                  fn->name, spec->name, type, LEARNING_RATE, DROPOUT_SEED);
             return data_failed(data);
@@ -313,14 +303,14 @@ static train_data *open_data(const gr_function *fn, const char *const *paths, in
         if (data->batch < 0) {
             data->batch = spec->shape[0];
         } else if (spec->shape[0] != data->batch) {
-            fail(err, "function '%s': batch parameter '%s' is %s but '%s' has batch size %" PRId64, fn->name, spec->name, type,
+            gr_fail(err, "function '%s': batch parameter '%s' is %s but '%s' has batch size %" PRId64, fn->name, spec->name, type,
                  fn->params[data->inputs[0].param].name, data->batch);
             return data_failed(data);
         }
         data->inputs[data->input_count++] = (batch_input){i, spec->bytes / spec->shape[0]};
     }
     if (data->input_count == 0) {
-        fail(err, "function '%s' has no batch parameters (input parameters other than '%s' and '%s')", fn->name, LEARNING_RATE,
+        gr_fail(err, "function '%s' has no batch parameters (input parameters other than '%s' and '%s')", fn->name, LEARNING_RATE,
              DROPOUT_SEED);
         return data_failed(data);
     }
@@ -413,7 +403,7 @@ int train_epoch_plan(const train_data *data, uint64_t seed, int64_t epoch, train
     free(taken);
     if (!ok) {
         train_epoch_free(plan);
-        return fail(err, "out of memory planning epoch %" PRId64, epoch);
+        return gr_fail(err, "out of memory planning epoch %" PRId64, epoch);
     }
     return 0;
 }
@@ -449,14 +439,14 @@ typedef struct text_file {
 static int text_open(text_file *t, const char *path, gr_error *err) {
     memset(t, 0, sizeof *t);
     t->stream = open_memstream(&t->bytes, &t->length);
-    return t->stream == NULL ? fail(err, "%s: out of memory", path) : 0;
+    return t->stream == NULL ? gr_fail(err, "%s: out of memory", path) : 0;
 }
 
 /* Closes the stream and writes the text to `path` atomically. */
 static int text_commit(text_file *t, const char *path, gr_error *err) {
     bool ok = !ferror(t->stream);
     if (fclose(t->stream) != 0) ok = false;
-    int status = ok ? write_file_atomically(path, t->bytes, t->length, err) : fail(err, "%s: out of memory", path);
+    int status = ok ? write_file_atomically(path, t->bytes, t->length, err) : gr_fail(err, "%s: out of memory", path);
     free(t->bytes);
     return status;
 }
@@ -641,7 +631,7 @@ static const char *number_format(gr_dtype dtype) {
 /* CURVE.csv (step,loss,lr) and CURVE.svg, each atomically. */
 static int write_curve(const char *csv_path, const history *h, gr_dtype loss_dtype, gr_dtype lr_dtype, gr_error *err) {
     char *svg_path = svg_path_of(csv_path);
-    if (svg_path == NULL) return fail(err, "%s: out of memory", csv_path);
+    if (svg_path == NULL) return gr_fail(err, "%s: out of memory", csv_path);
     text_file t;
     int status = text_open(&t, csv_path, err);
     if (status == 0) {
@@ -974,7 +964,7 @@ static void trainer_free(trainer *t) {
 static const gr_function *find_train_step(const gr_program *program, const char *requested, gr_error *err) {
     if (requested != NULL) {
         const gr_function *fn = gr_program_find(program, requested);
-        if (fn == NULL) fail(err, "the program has no function '%s'", requested);
+        if (fn == NULL) gr_fail(err, "the program has no function '%s'", requested);
         return fn;
     }
     const gr_function *found = NULL;
@@ -989,14 +979,14 @@ static const gr_function *find_train_step(const gr_program *program, const char 
         }
         if (length < suffix || strcmp(fn->name + length - suffix, "_train_step") != 0) continue;
         if (found != NULL) {
-            fail(err, "the program has several train step functions ('%s', '%s', ...); pick one with --function NAME", found->name,
+            gr_fail(err, "the program has several train step functions ('%s', '%s', ...); pick one with --function NAME", found->name,
                  fn->name);
             return NULL;
         }
         found = fn;
     }
     if (found == NULL) {
-        fail(err, "the program has no train step function (a function whose name ends in _train_step; compile with the adamw "
+        gr_fail(err, "the program has no train step function (a function whose name ends in _train_step; compile with the adamw "
                   "pass); its functions: %s",
              names);
     }
@@ -1012,7 +1002,7 @@ static int load_parameter(trainer *t, int32_t i, gr_safetensors *file, const cha
 static int zero_parameter(trainer *t, int32_t i, gr_error *err) {
     const gr_value_spec *spec = &t->fn->params[i];
     void *block = gr_aligned_alloc((size_t)spec->bytes);
-    if (block == NULL) return fail(err, "parameter '%s': out of memory (%" PRId64 " bytes)", spec->name, spec->bytes);
+    if (block == NULL) return gr_fail(err, "parameter '%s': out of memory (%" PRId64 " bytes)", spec->name, spec->bytes);
     if (spec->bytes > 0) memset(block, 0, (size_t)spec->bytes);
     t->owned[i] = t->buffers[i] = block;
     return 0;
@@ -1025,21 +1015,21 @@ static bool is_float_scalar(const gr_value_spec *spec) {
 /* Metadata of the checkpoint being resumed, parsed strictly. */
 static const char *resume_text(trainer *t, const char *key, gr_error *err) {
     const char *value = gr_safetensors_metadata_find(t->resume, key);
-    if (value == NULL) fail(err, "%s: not a train checkpoint of this program: no metadata '%s'", t->opt.resume, key);
+    if (value == NULL) gr_fail(err, "%s: not a train checkpoint of this program: no metadata '%s'", t->opt.resume, key);
     return value;
 }
 
 static int resume_integer(trainer *t, const char *key, int64_t *out, gr_error *err) {
     const char *value = resume_text(t, key, err);
     if (value == NULL) return -1;
-    if (!parse_integer(value, 0, INT64_MAX, out)) return fail(err, "%s: metadata '%s' is not an integer: '%s'", t->opt.resume, key, value);
+    if (!parse_integer(value, 0, INT64_MAX, out)) return gr_fail(err, "%s: metadata '%s' is not an integer: '%s'", t->opt.resume, key, value);
     return 0;
 }
 
 static int resume_real(trainer *t, const char *key, double *out, gr_error *err) {
     const char *value = resume_text(t, key, err);
     if (value == NULL) return -1;
-    if (!parse_real(value, out)) return fail(err, "%s: metadata '%s' is not a number: '%s'", t->opt.resume, key, value);
+    if (!parse_real(value, out)) return gr_fail(err, "%s: metadata '%s' is not a number: '%s'", t->opt.resume, key, value);
     return 0;
 }
 
@@ -1060,12 +1050,12 @@ static int reconcile_resume(trainer *t, gr_error *err) {
     const char *format = resume_text(t, "granule_train", err);
     if (format == NULL) return -1;
     if (strcmp(format, CHECKPOINT_FORMAT) != 0) {
-        return fail(err, "%s: train checkpoint format '%s', this program reads '%s'", path, format, CHECKPOINT_FORMAT);
+        return gr_fail(err, "%s: train checkpoint format '%s', this program reads '%s'", path, format, CHECKPOINT_FORMAT);
     }
     const char *function = resume_text(t, "function", err);
     if (function == NULL) return -1;
     if (strcmp(function, t->fn->name) != 0) {
-        return fail(err, "%s: the checkpoint is of function '%s', this run trains '%s'", path, function, t->fn->name);
+        return gr_fail(err, "%s: the checkpoint is of function '%s', this run trains '%s'", path, function, t->fn->name);
     }
     int64_t step, total, batch, seed, warmup;
     double lr, ratio;
@@ -1080,33 +1070,33 @@ static int reconcile_resume(trainer *t, gr_error *err) {
     char ours[2048];
     examples_text(t->data, ours, sizeof ours);
     if (batch != train_data_batch_size(t->data) || strcmp(examples, ours) != 0) {
-        return fail(err,
+        return gr_fail(err,
                     "%s: the checkpoint was trained on tasks of %s examples (batch size %" PRId64 "); --data gives %s (batch size "
                     "%" PRId64 "): resume with the same --data files",
                     path, examples, batch, ours, train_data_batch_size(t->data));
     }
     if (t->opt.seed_given && t->opt.seed != (uint64_t)seed) {
-        return fail(err, "%s: the checkpoint was trained with --seed %" PRId64 ", this run gives --seed %" PRIu64, path, seed, t->opt.seed);
+        return gr_fail(err, "%s: the checkpoint was trained with --seed %" PRId64 ", this run gives --seed %" PRIu64, path, seed, t->opt.seed);
     }
     if (t->opt.lr_given && t->opt.lr != lr) {
-        return fail(err, "%s: the checkpoint was trained with --lr %.17g, this run gives --lr %.17g", path, lr, t->opt.lr);
+        return gr_fail(err, "%s: the checkpoint was trained with --lr %.17g, this run gives --lr %.17g", path, lr, t->opt.lr);
     }
     if (t->opt.warmup_given && t->opt.warmup_ratio != ratio) {
-        return fail(err, "%s: the checkpoint was trained with --warmup-ratio %.17g, this run gives %.17g", path, ratio,
+        return gr_fail(err, "%s: the checkpoint was trained with --warmup-ratio %.17g, this run gives %.17g", path, ratio,
                     t->opt.warmup_ratio);
     }
-    if (t->opt.epochs > INT64_MAX / 4 / t->steps_per_epoch) return fail(err, "--epochs %" PRId64 " is too many steps", t->opt.epochs);
+    if (t->opt.epochs > INT64_MAX / 4 / t->steps_per_epoch) return gr_fail(err, "--epochs %" PRId64 " is too many steps", t->opt.epochs);
     int64_t asked = t->opt.steps > 0 ? t->opt.steps : t->opt.epochs > 0 ? t->opt.epochs * t->steps_per_epoch : total;
     if (asked != total) {
-        return fail(err, "%s: the checkpoint belongs to a run of %" PRId64 " steps in all, this run asks for %" PRId64
+        return gr_fail(err, "%s: the checkpoint belongs to a run of %" PRId64 " steps in all, this run asks for %" PRId64
                     " (resume with the same --steps/--epochs, or without them)",
                     path, total, asked);
     }
-    if (step > total) return fail(err, "%s: metadata step %" PRId64 " is beyond total_steps %" PRId64, path, step, total);
+    if (step > total) return gr_fail(err, "%s: metadata step %" PRId64 " is beyond total_steps %" PRId64, path, step, total);
     const char *epochs = gr_safetensors_metadata_find(t->resume, "epochs");
     t->epochs = -1;
     if (epochs != NULL && !parse_integer(epochs, 1, MAX_COUNT, &t->epochs)) {
-        return fail(err, "%s: metadata 'epochs' is not an integer: '%s'", path, epochs);
+        return gr_fail(err, "%s: metadata 'epochs' is not an integer: '%s'", path, epochs);
     }
     t->total = total;
     t->warmup = warmup;
@@ -1115,7 +1105,7 @@ static int reconcile_resume(trainer *t, gr_error *err) {
     t->seed = (uint64_t)seed;
     t->start = t->step = step;
     if (warmup != train_warmup_steps(ratio, total)) {
-        return fail(err, "%s: metadata warmup_steps %" PRId64 " does not match warmup_ratio %.17g of %" PRId64 " steps", path, warmup,
+        return gr_fail(err, "%s: metadata warmup_steps %" PRId64 " does not match warmup_ratio %.17g of %" PRId64 " steps", path, warmup,
                     ratio, total);
     }
     return 0;
@@ -1142,13 +1132,13 @@ static int bind_parameters(trainer *t, gr_error *err) {
             if (strcmp(spec->name, LEARNING_RATE) == 0 && !is_float_scalar(spec)) {
                 char type[256];
                 gr_value_spec_type(spec, type, sizeof type);
-                return fail(err, "function '%s': '%s' is %s; train feeds it as a float scalar (f32[] or f64[])", fn->name, spec->name,
+                return gr_fail(err, "function '%s': '%s' is %s; train feeds it as a float scalar (f32[] or f64[])", fn->name, spec->name,
                             type);
             }
             if (strcmp(spec->name, DROPOUT_SEED) == 0 && !(spec->rank == 0 && spec->dtype == GR_I64)) {
                 char type[256];
                 gr_value_spec_type(spec, type, sizeof type);
-                return fail(err, "function '%s': '%s' is %s; train feeds it as i64[]", fn->name, spec->name, type);
+                return gr_fail(err, "function '%s': '%s' is %s; train feeds it as i64[]", fn->name, spec->name, type);
             }
             status = zero_parameter(t, i, err);
             if (strcmp(spec->name, LEARNING_RATE) == 0) t->lr_param = i;
@@ -1164,7 +1154,7 @@ static int bind_parameters(trainer *t, gr_error *err) {
     if (t->resume != NULL && t->step_param >= 0) {
         int64_t counter = *(const int64_t *)t->buffers[t->step_param];
         if (counter != t->start) {
-            return fail(err, "%s: tensor '%s' is %" PRId64 " but the metadata says step %" PRId64 " (the checkpoint is inconsistent)",
+            return gr_fail(err, "%s: tensor '%s' is %" PRId64 " but the metadata says step %" PRId64 " (the checkpoint is inconsistent)",
                         t->opt.resume, ADAM_STEP, counter, t->start);
         }
     }
@@ -1178,14 +1168,14 @@ static int trainer_setup(trainer *t, const gr_program *program, gr_error *err) {
     if (t->fn == NULL) return -1;
     const gr_function *fn = t->fn;
     if (fn->result_count == 0 || !is_float_scalar(&fn->results[0])) {
-        return fail(err, "function '%s': the first result must be the loss (a float scalar)", fn->name);
+        return gr_fail(err, "function '%s': the first result must be the loss (a float scalar)", fn->name);
     }
     for (int32_t r = 0; r < fn->result_count; r++) {
         if (strcmp(fn->results[r].name, GRAD_NORM) == 0 && is_float_scalar(&fn->results[r])) t->grad_norm_result = r;
     }
     t->buffers = calloc((size_t)fn->param_count + 1, sizeof *t->buffers);
     t->owned = calloc((size_t)fn->param_count + 1, sizeof *t->owned);
-    if (t->buffers == NULL || t->owned == NULL) return fail(err, "out of memory");
+    if (t->buffers == NULL || t->owned == NULL) return gr_fail(err, "out of memory");
     t->data = train_data_open(fn, t->opt.data, t->opt.data_count, err);
     if (t->data == NULL) return -1;
     t->steps_per_epoch = train_data_steps_per_epoch(t->data);
@@ -1199,7 +1189,7 @@ static int trainer_setup(trainer *t, const gr_program *program, gr_error *err) {
         t->epochs = t->opt.epochs;
         if (t->opt.epochs > 0) {
             if (t->opt.epochs > INT64_MAX / 4 / t->steps_per_epoch) {
-                return fail(err, "--epochs %" PRId64 " is too many steps", t->opt.epochs);
+                return gr_fail(err, "--epochs %" PRId64 " is too many steps", t->opt.epochs);
             }
             t->total = t->opt.epochs * t->steps_per_epoch;
         } else {
@@ -1218,7 +1208,7 @@ static int trainer_setup(trainer *t, const gr_program *program, gr_error *err) {
 static int write_checkpoint(trainer *t, gr_error *err) {
     const gr_function *fn = t->fn;
     gr_st_write_tensor *tensors = calloc((size_t)fn->param_count + 1, sizeof *tensors);
-    if (tensors == NULL) return fail(err, "%s: out of memory", t->opt.checkpoint);
+    if (tensors == NULL) return gr_fail(err, "%s: out of memory", t->opt.checkpoint);
     size_t count = 0;
     for (int pass = 0; pass < 2; pass++) {
         gr_role role = pass == 0 ? GR_ROLE_TRAINABLE : GR_ROLE_STATE;
@@ -1332,7 +1322,7 @@ static int open_outputs(trainer *t, gr_error *err) {
         size_t length = 0;
         bool missing = false;
         char *text = read_text(t->opt.curve, &length, &missing);
-        if (text == NULL && !missing) return fail(err, "%s: cannot read the curve to continue it: %s", t->opt.curve, strerror(errno));
+        if (text == NULL && !missing) return gr_fail(err, "%s: cannot read the curve to continue it: %s", t->opt.curve, strerror(errno));
         if (text != NULL && strncmp(text, "step,loss,lr\n", 13) == 0) {
             char *cursor = text + 13;
             for (char *line = next_line(&cursor); line != NULL; line = next_line(&cursor)) {
@@ -1347,7 +1337,7 @@ static int open_outputs(trainer *t, gr_error *err) {
                 if (t->lr_param < 0 || t->fn->params[t->lr_param].dtype == GR_F32) lr = (float)lr;
                 if (history_add(&t->curve, step, loss, lr) != 0) {
                     free(text);
-                    return fail(err, "%s: out of memory", t->opt.curve);
+                    return gr_fail(err, "%s: out of memory", t->opt.curve);
                 }
             }
         }
@@ -1358,7 +1348,7 @@ static int open_outputs(trainer *t, gr_error *err) {
         size_t length = 0;
         bool missing = false;
         char *text = read_text(t->opt.log, &length, &missing);
-        if (text == NULL && !missing) return fail(err, "%s: cannot read the log to continue it: %s", t->opt.log, strerror(errno));
+        if (text == NULL && !missing) return gr_fail(err, "%s: cannot read the log to continue it: %s", t->opt.log, strerror(errno));
         if (text != NULL) {
             text_file kept;
             if (text_open(&kept, t->opt.log, err) != 0) {
@@ -1375,7 +1365,7 @@ static int open_outputs(trainer *t, gr_error *err) {
         }
     }
     t->log = fopen(t->opt.log, t->resume != NULL ? "a" : "w");
-    if (t->log == NULL) return fail(err, "%s: cannot open the log: %s", t->opt.log, strerror(errno));
+    if (t->log == NULL) return gr_fail(err, "%s: cannot open the log: %s", t->opt.log, strerror(errno));
     return 0;
 }
 
@@ -1456,7 +1446,7 @@ static outcome train_loop(trainer *t, gr_error *err) {
         if (gr_binding_call(t->rt, t->binding, err) != 0) {
             char message[GR_ERROR_CAPACITY];
             snprintf(message, sizeof message, "%s", err->message);
-            fail(err, "step %" PRId64 " (epoch %" PRId64 ", task %s): %s; stopped without writing a checkpoint", k + 1, epoch, task_name,
+            gr_fail(err, "step %" PRId64 " (epoch %" PRId64 ", task %s): %s; stopped without writing a checkpoint", k + 1, epoch, task_name,
                  message);
             return FAILED;
         }
@@ -1464,7 +1454,7 @@ static outcome train_loop(trainer *t, gr_error *err) {
         int32_t g = t->grad_norm_result;
         double norm = g >= 0 ? scalar_value(&fn->results[g], gr_binding_result(t->binding, g)) : 0;
         if (!isfinite(loss) || !isfinite(norm)) {
-            fail(err, "step %" PRId64 ": the %s is %s (epoch %" PRId64 ", task %s, lr %.9g); stopped without writing a checkpoint%s%s",
+            gr_fail(err, "step %" PRId64 ": the %s is %s (epoch %" PRId64 ", task %s, lr %.9g); stopped without writing a checkpoint%s%s",
                  k + 1, isfinite(loss) ? "gradient norm" : "loss", nonfinite_name(isfinite(loss) ? norm : loss), epoch, task_name, lr,
                  t->opt.checkpoint != NULL ? ", the last one stays in " : "", t->opt.checkpoint != NULL ? t->opt.checkpoint : "");
             return FAILED;
@@ -1490,12 +1480,12 @@ static outcome train_loop(trainer *t, gr_error *err) {
             }
             fprintf(t->log, ", \"lr\": %.9g, \"seconds\": %.6f}\n", lr, now - step_start);
             if (fflush(t->log) != 0 || ferror(t->log)) {
-                fail(err, "%s: cannot write the log: %s", t->opt.log, strerror(errno));
+                gr_fail(err, "%s: cannot write the log: %s", t->opt.log, strerror(errno));
                 return FAILED;
             }
         }
         if (history_add(&t->curve, t->step, loss, lr) != 0) {
-            fail(err, "out of memory for the loss curve");
+            gr_fail(err, "out of memory for the loss curve");
             return FAILED;
         }
         bool last = t->step == end || stop_signal != 0;
