@@ -64,7 +64,7 @@ let package = Package(
             exclude: ["Goldens"]),
         .testTarget(
             name: "GranuleFrontendTests",
-            dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleFrontend", "GranuleCheck"],
+            dependencies: ["GranuleIR", "GranuleInterpreter", "GranulePasses", "GranuleFrontend", "GranuleCheck", "GranuleSupport"],
             exclude: ["Goldens"]),
         .testTarget(
             name: "GranuleCodegenTests",

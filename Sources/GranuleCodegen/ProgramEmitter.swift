@@ -29,8 +29,9 @@ public struct CompiledProgram: Sendable {
 ///
 /// Per function: `Schedule` (fusion and views) → `MemoryPlan` (arena offsets) → one LLVM
 /// function per kernel, run by `gr_parallel_for` over its rows, and GEMMs as `cblas_sgemm` calls
-/// with the transposes as flags. It does not yet split GEMMs across threads itself (OpenBLAS
-/// threads them) or fuse GEMM epilogues.
+/// with the transposes as flags, split over the pool by rows, columns or batches (OpenBLAS runs
+/// single-threaded inside). Bias epilogues are the GEMM's beta = 1 over a broadcast bias; other
+/// epilogues live in the fused row kernels that read the GEMM output, not inside the GEMM.
 public struct ProgramEmitter {
     /// With `profile`, every kernel launch and GEMM is preceded by `gr_profile_step(rt, i)` and
     /// the manifest lists the steps' descriptions (`MODEL bench --profile` prints the time per step).

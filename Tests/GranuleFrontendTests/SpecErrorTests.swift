@@ -1,5 +1,6 @@
 import GranuleFrontend
 import GranuleIR
+import GranuleSupport
 import Testing
 
 /// Bad specs and configs end in one clear error naming the file and the field.
@@ -59,6 +60,26 @@ import Testing
             .replacingOccurrences(of: #""decoder_attention_heads": 2"#, with: #""decoder_attention_heads": 3"#)
         let message = try loadError(config: config, spec: SpecDirectory.spec(pet: #"{"method": "bitfit"}"#))
         #expect(message == "config.json: error: field 'd_model': 8 is not divisible by encoder_attention_heads 3")
+    }
+
+    @Test func generationDefaultsAreChecked() throws {
+        let spec = SpecDirectory.spec(pet: #"{"method": "bitfit"}"#)
+        func withField(_ field: String) -> String {
+            SpecDirectory.tinyBart.replacingOccurrences(of: #""decoder_start_token_id": 2}"#, with: #""decoder_start_token_id": 2, "# + field + "}")
+        }
+        #expect(try loadError(config: withField(#""forced_eos_token_id": 20"#), spec: spec)
+            == "config.json: error: field 'forced_eos_token_id': 20 is outside the vocabulary [0, 20)")
+        #expect(try loadError(config: withField(#""no_repeat_ngram_size": -1"#), spec: spec)
+            == "config.json: error: field 'no_repeat_ngram_size': expected an n-gram size >= 0, got -1")
+        #expect(try loadError(config: withField(#""init_std": 0"#), spec: spec)
+            == "config.json: error: field 'init_std': expected a positive number, got 0")
+        let directory = try SpecDirectory()
+        defer { directory.remove() }
+        _ = try directory.write("config.json", withField(#""bos_token_id": 0, "forced_eos_token_id": 2, "no_repeat_ngram_size": 3, "early_stopping": true, "init_std": 0.1"#))
+        let loaded = try ModelSpec.load(path: try directory.write("spec.json", spec))
+        #expect(loaded.generationConfig.text
+            == #"{"family":"bart","vocab_size":20,"decoder_start_token_id":2,"eos_token_id":2,"pad_token_id":1,"bos_token_id":0,"forced_eos_token_id":2,"no_repeat_ngram_size":3,"early_stopping":true}"#)
+        #expect(loaded.backbone.initStd == 0.1)
     }
 
     @Test func syntaxErrorIsLocated() throws {
