@@ -5,7 +5,7 @@
  *                  [--vocab vocab.json|tokenizer.json|spiece.model] [--predictions P.jsonl]
  *                  [--num-beams K] [--max-length N] [--no-repeat-ngram-size N] [--length-penalty X]
  *                  [--forced-eos-token-id ID] [--early-stopping true|false]
- *                  [--classify A,B [--prefix ID,ID...]] [--limit N] [--threads N]
+ *                  [--classify A,B [--prefix ID,ID...]] [--limit N] [--threads N] [--time]
  *   MODEL eval     (the same) [--references R.jsonl] [--metric auto|vqa|label|exact]
  *
  * It runs the program's @encode once per batch of examples (the encoder and every decoder
@@ -53,6 +53,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
@@ -69,20 +70,9 @@ typedef struct generate_options {
     int early_stopping; /* -1: from the manifest */
     double length_penalty;
     int threads;
+    bool time; /* --time: print each batch's wall milliseconds as JSON */
 } generate_options;
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int fail(gr_error *err, const char *format, ...) {
-    if (err != NULL) {
-        va_list args;
-        va_start(args, format);
-        vsnprintf(err->message, sizeof err->message, format, args);
-        va_end(args);
-    }
-    return -1;
-}
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
@@ -111,7 +101,7 @@ static void print_generate_help(FILE *out, const char *program) {
             "  %s generate --weights W.safetensors [--weights W2.safetensors ...] [--checkpoint C.safetensors]\n"
             "        --data D.safetensors [--vocab FILE] [--predictions P.jsonl] [--num-beams K] [--max-length N]\n"
             "        [--no-repeat-ngram-size N] [--length-penalty X] [--forced-eos-token-id ID] [--early-stopping true|false]\n"
-            "        [--classify A,B [--prefix ID,...]] [--limit N] [--threads N]\n"
+            "        [--classify A,B [--prefix ID,...]] [--limit N] [--threads N] [--time]\n"
             "  %s eval (the same options) [--references R.jsonl] [--metric auto|vqa|label|exact]\n"
             "\n"
             "Generates with the program's @encode and @decode_step (greedy, or beam search with --num-beams),\n"
@@ -140,6 +130,10 @@ static void print_generate_help(FILE *out, const char *program) {
             "  --metric M              eval: vqa (official VQA accuracy over \"answers\"), label (\"label\"[prediction]),\n"
             "                          exact (prediction == \"answer\"), or auto (by the first reference's fields)\n"
             "  --threads N             threads for the kernels\n"
+            "  --time                  after the predictions, print one line of JSON on standard output: each batch's\n"
+            "                          wall milliseconds (\"times_ms\": from its @encode call to its last @decode_step,\n"
+            "                          predictions formatting included; loading and filling the inputs excluded), its\n"
+            "                          start on the monotonic clock (\"starts_ms\"), and the peak RSS in MiB\n"
             "\n"
             "exit status: 0 success, 1 error (one line `error: ...` on stderr), 2 usage error\n",
             program, program);
@@ -165,6 +159,10 @@ static int parse_options(const char *program, bool evaluate, int argc, char **ar
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return -1;
         if (strncmp(arg, "--", 2) != 0) return usage_error(err, program, "unexpected argument '%s'", arg);
+        if (strcmp(arg, "--time") == 0) {
+            o->time = true;
+            continue;
+        }
         char name[64];
         const char *value = gr_split_option(arg, name, sizeof name);
         int which = -1;
@@ -254,7 +252,7 @@ static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_
     b->fn = fn;
     b->buffers = calloc((size_t)fn->param_count + 1, sizeof *b->buffers);
     b->owned = calloc((size_t)fn->param_count + 1, sizeof *b->owned);
-    if (b->buffers == NULL || b->owned == NULL) return fail(err, "out of memory");
+    if (b->buffers == NULL || b->owned == NULL) return gr_fail(err, "out of memory");
     b->binding = gr_binding_create(fn, NULL, 0, GR_BIND_ALLOW_MISSING, err);
     if (b->binding == NULL) return -1;
     for (int32_t i = 0; i < fn->param_count; i++) {
@@ -265,7 +263,7 @@ static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_
                 if (gr_safetensors_find(weights[w], spec->name) == NULL) continue;
                 for (int other = w + 1; other < weight_count; other++) {
                     if (gr_safetensors_find(weights[other], spec->name) != NULL) {
-                        return fail(err, "parameter '%s' is in both %s and %s (give each name once, or put the tuned values in --checkpoint)",
+                        return gr_fail(err, "parameter '%s' is in both %s and %s (give each name once, or put the tuned values in --checkpoint)",
                                     spec->name, gr_safetensors_path(weights[w]), gr_safetensors_path(weights[other]));
                     }
                 }
@@ -280,13 +278,13 @@ static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_
                     used += (size_t)snprintf(files + used, sizeof files - used, "%s%s", w > 0 ? ", " : "", gr_safetensors_path(weights[w]));
                 }
                 if (checkpoint != NULL && used < sizeof files) snprintf(files + used, sizeof files - used, ", %s", gr_safetensors_path(checkpoint));
-                return fail(err, "function '%s': parameter '%s' (%s, %s) is in none of: %s", fn->name, spec->name, type,
+                return gr_fail(err, "function '%s': parameter '%s' (%s, %s) is in none of: %s", fn->name, spec->name, type,
                             gr_role_name(spec->role), files);
             }
             if (param_load(fn, i, source, gr_role_name(spec->role), true, &b->buffers[i], &b->owned[i], err) != 0) return -1;
         } else {
             void *block = gr_aligned_alloc((size_t)spec->bytes);
-            if (block == NULL) return fail(err, "parameter '%s': out of memory (%" PRId64 " bytes)", spec->name, spec->bytes);
+            if (block == NULL) return gr_fail(err, "parameter '%s': out of memory (%" PRId64 " bytes)", spec->name, spec->bytes);
             if (spec->bytes > 0) memset(block, 0, (size_t)spec->bytes);
             b->owned[i] = b->buffers[i] = block;
         }
@@ -383,18 +381,18 @@ static int decoder_setup(decoder *d, gr_error *err) {
     d->position_param = find_param(step, "step");
     d->logits_result = find_result(step, "logits");
     if (d->token_param < 0 || d->position_param < 0 || d->logits_result < 0) {
-        return fail(err, "function 'decode_step' lacks 'token', 'step' or 'logits' (compile a model spec with a current granule)");
+        return gr_fail(err, "function 'decode_step' lacks 'token', 'step' or 'logits' (compile a model spec with a current granule)");
     }
     const gr_value_spec *token = &step->params[d->token_param], *logits = &step->results[d->logits_result];
     if (token->dtype != GR_I64 || token->rank != 2 || token->shape[1] != 1 || logits->rank != 2 || logits->dtype != GR_F32 ||
         logits->shape[0] != token->shape[0] || step->params[d->position_param].rank != 0 || step->params[d->position_param].dtype != GR_I64) {
-        return fail(err, "function 'decode_step': expected token i64[B,1], step i64[] and logits f32[B,V]");
+        return gr_fail(err, "function 'decode_step': expected token i64[B,1], step i64[] and logits f32[B,V]");
     }
     d->slots = token->shape[0];
     d->vocab = logits->shape[1];
     d->cross = calloc((size_t)step->param_count + 1, sizeof *d->cross);
     d->caches = calloc((size_t)step->param_count + 1, sizeof *d->caches);
-    if (d->cross == NULL || d->caches == NULL) return fail(err, "out of memory");
+    if (d->cross == NULL || d->caches == NULL) return gr_fail(err, "out of memory");
     d->positions = -1;
     for (int32_t i = 0; i < step->param_count; i++) {
         const gr_value_spec *spec = &step->params[i];
@@ -404,7 +402,7 @@ static int decoder_setup(decoder *d, gr_error *err) {
                 if (step->results[r].writes == i) writer = r;
             }
             if (writer < 0 || spec->rank < 3 || spec->shape[0] != d->slots) {
-                return fail(err, "function 'decode_step': state '%s' is not a per-row cache written by a result", spec->name);
+                return gr_fail(err, "function 'decode_step': state '%s' is not a per-row cache written by a result", spec->name);
             }
             d->caches[d->cache_count++] = (cache){i, writer, spec->bytes / d->slots};
             if (d->positions < 0 || spec->shape[2] < d->positions) d->positions = spec->shape[2];
@@ -412,12 +410,12 @@ static int decoder_setup(decoder *d, gr_error *err) {
             int32_t r = find_result(enc, spec->name);
             if (r < 0 || enc->results[r].dtype != spec->dtype || enc->results[r].rank < 1 || spec->rank < 1 ||
                 enc->results[r].bytes / enc->results[r].shape[0] != spec->bytes / spec->shape[0] || spec->shape[0] != d->slots) {
-                return fail(err, "function 'decode_step': input '%s' has no matching per-row result of 'encode'", spec->name);
+                return gr_fail(err, "function 'decode_step': input '%s' has no matching per-row result of 'encode'", spec->name);
             }
             d->cross[d->cross_count++] = (cross_input){i, r, spec->bytes / spec->shape[0]};
         }
     }
-    if (d->positions < 1) return fail(err, "function 'decode_step' has no self-attention cache (state [B, heads, T, d])");
+    if (d->positions < 1) return gr_fail(err, "function 'decode_step' has no self-attention cache (state [B, heads, T, d])");
     return 0;
 }
 
@@ -435,7 +433,7 @@ static void references_free(references *r) {
 
 static int references_load(references *r, const char *path, gr_error *err) {
     FILE *file = fopen(path, "r");
-    if (file == NULL) return fail(err, "%s: cannot open the references: %s", path, strerror(errno));
+    if (file == NULL) return gr_fail(err, "%s: cannot open the references: %s", path, strerror(errno));
     char *line = NULL;
     size_t capacity = 0;
     ssize_t length;
@@ -448,12 +446,12 @@ static int references_load(references *r, const char *path, gr_error *err) {
         gr_json_error json_error;
         gr_json *value = gr_json_parse(line, (size_t)length, &json_error);
         if (value == NULL) {
-            status = fail(err, "%s:%" PRId64 ":%zu: %s", path, number, json_error.offset + 1, json_error.message);
+            status = gr_fail(err, "%s:%" PRId64 ":%zu: %s", path, number, json_error.offset + 1, json_error.message);
             break;
         }
         if (value->kind != GR_JSON_OBJECT) {
             gr_json_free(value);
-            status = fail(err, "%s:%" PRId64 ":1: expected an object per line", path, number);
+            status = gr_fail(err, "%s:%" PRId64 ":1: expected an object per line", path, number);
             break;
         }
         if (r->count == allocated) {
@@ -461,7 +459,7 @@ static int references_load(references *r, const char *path, gr_error *err) {
             gr_json **grown = realloc(r->lines, (size_t)allocated * sizeof *grown);
             if (grown == NULL) {
                 gr_json_free(value);
-                status = fail(err, "%s: out of memory", path);
+                status = gr_fail(err, "%s: out of memory", path);
                 break;
             }
             r->lines = grown;
@@ -480,7 +478,7 @@ static double score_of(metric m, const char *prediction, const gr_json *ref, con
     const char *fields[] = {"answers", "label", "answer"};
     const gr_json *value = gr_json_member_find(ref, fields[m], NULL);
     if (value == NULL) {
-        fail(err, "%s: line %" PRId64 ": no field '%s' (the %s metric needs it)", path, line, fields[m],
+        gr_fail(err, "%s: line %" PRId64 ": no field '%s' (the %s metric needs it)", path, line, fields[m],
              m == METRIC_VQA ? "vqa" : m == METRIC_LABEL ? "label" : "exact");
         return -1;
     }
@@ -491,30 +489,30 @@ static double score_of(metric m, const char *prediction, const gr_json *ref, con
     switch (m) {
     case METRIC_VQA: {
         if (value->kind != GR_JSON_ARRAY || value->as.array.count == 0) {
-            fail(err, "%s: line %" PRId64 ": field 'answers': expected a non-empty array of strings", path, line);
+            gr_fail(err, "%s: line %" PRId64 ": field 'answers': expected a non-empty array of strings", path, line);
             return -1;
         }
         const char **answers = calloc(value->as.array.count, sizeof *answers);
         if (answers == NULL) {
-            fail(err, "out of memory");
+            gr_fail(err, "out of memory");
             return -1;
         }
         for (size_t i = 0; i < value->as.array.count; i++) {
             if (value->as.array.items[i].kind != GR_JSON_STRING) {
                 free(answers);
-                fail(err, "%s: line %" PRId64 ": field 'answers[%zu]': expected a string", path, line, i);
+                gr_fail(err, "%s: line %" PRId64 ": field 'answers[%zu]': expected a string", path, line, i);
                 return -1;
             }
             answers[i] = value->as.array.items[i].as.string.text;
         }
         double accuracy = vqa_accuracy(prediction, answers, value->as.array.count);
         free(answers);
-        if (accuracy < 0) fail(err, "out of memory");
+        if (accuracy < 0) gr_fail(err, "out of memory");
         return accuracy;
     }
     case METRIC_LABEL: {
         if (value->kind != GR_JSON_OBJECT) {
-            fail(err, "%s: line %" PRId64 ": field 'label': expected an object of answer → score", path, line);
+            gr_fail(err, "%s: line %" PRId64 ": field 'label': expected an object of answer → score", path, line);
             return -1;
         }
         for (size_t i = 0; i < value->as.object.count; i++) {
@@ -522,7 +520,7 @@ static double score_of(metric m, const char *prediction, const gr_json *ref, con
             if (member->key_length == end - start && memcmp(member->key, prediction + start, end - start) == 0) {
                 double score;
                 if (!gr_json_double(&member->value, &score)) {
-                    fail(err, "%s: line %" PRId64 ": field 'label': the score of '%s' is not a number", path, line, member->key);
+                    gr_fail(err, "%s: line %" PRId64 ": field 'label': the score of '%s' is not a number", path, line, member->key);
                     return -1;
                 }
                 return score;
@@ -532,7 +530,7 @@ static double score_of(metric m, const char *prediction, const gr_json *ref, con
     }
     case METRIC_EXACT:
         if (value->kind != GR_JSON_STRING) {
-            fail(err, "%s: line %" PRId64 ": field 'answer': expected a string", path, line);
+            gr_fail(err, "%s: line %" PRId64 ": field 'answer': expected a string", path, line);
             return -1;
         }
         return value->as.string.length == end - start && memcmp(value->as.string.text, prediction + start, end - start) == 0 ? 1 : 0;
@@ -567,9 +565,9 @@ static int parse_token_list(const char *text, const detokenizer *vocab, int64_t 
     while (*at != '\0') {
         const char *comma = strchr(at, ',');
         size_t length = comma != NULL ? (size_t)(comma - at) : strlen(at);
-        if (*count == capacity) return fail(err, "%s: at most %" PRId64 " entries", option, capacity);
+        if (*count == capacity) return gr_fail(err, "%s: at most %" PRId64 " entries", option, capacity);
         char word[64];
-        if (length == 0 || length >= sizeof word) return fail(err, "%s: empty or too long entry in '%s'", option, text);
+        if (length == 0 || length >= sizeof word) return gr_fail(err, "%s: empty or too long entry in '%s'", option, text);
         memcpy(word, at, length);
         word[length] = '\0';
         int64_t id;
@@ -582,16 +580,16 @@ static int parse_token_list(const char *text, const detokenizer *vocab, int64_t 
                 snprintf(words[*count], 64, "%s", word);
             }
         } else {
-            if (vocab == NULL) return fail(err, "%s: '%s' is not a token id; give --vocab to look words up", option, word);
+            if (vocab == NULL) return gr_fail(err, "%s: '%s' is not a token id; give --vocab to look words up", option, word);
             id = detokenizer_find_word(vocab, word);
-            if (id < 0 || id >= vocab_size) return fail(err, "%s: the vocabulary has no token for '%s'", option, word);
+            if (id < 0 || id >= vocab_size) return gr_fail(err, "%s: the vocabulary has no token for '%s'", option, word);
             if (words != NULL) snprintf(words[*count], 64, "%s", word);
         }
         ids[(*count)++] = id;
         at += length;
         if (*at == ',') at++;
     }
-    if (*count == 0) return fail(err, "%s: no entries", option);
+    if (*count == 0) return gr_fail(err, "%s: no entries", option);
     return 0;
 }
 
@@ -636,7 +634,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
     int64_t examples = train_data_examples(r->data, 0);
     if (o->limit > 0 && o->limit < examples) examples = o->limit;
     if (r->refs.count > 0 && r->refs.count < examples) {
-        return fail(err, "%s: %" PRId64 " references for %" PRId64 " examples of %s", r->references_path, r->refs.count, examples, o->data);
+        return gr_fail(err, "%s: %" PRId64 " references for %" PRId64 " examples of %s", r->references_path, r->refs.count, examples, o->data);
     }
 
     search_options search = {
@@ -651,15 +649,15 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
         .length_penalty = isnan(o->length_penalty) ? 1.0 : o->length_penalty,
     };
     if (search.max_length > d->positions + 1) {
-        return fail(err, "--max-length %" PRId64 ": the program's decoder cache holds %" PRId64
+        return gr_fail(err, "--max-length %" PRId64 ": the program's decoder cache holds %" PRId64
                          " positions (the spec's batch.target_length), so at most %" PRId64 " tokens with the start token",
                     search.max_length, d->positions, d->positions + 1);
     }
     if (search.num_beams > d->slots) {
-        return fail(err, "--num-beams %" PRId64 " exceeds the program's batch size %" PRId64 " (beams share its rows)", search.num_beams,
+        return gr_fail(err, "--num-beams %" PRId64 " exceeds the program's batch size %" PRId64 " (beams share its rows)", search.num_beams,
                     d->slots);
     }
-    if (search.forced_eos >= d->vocab) return fail(err, "--forced-eos-token-id %" PRId64 " is outside the vocabulary", search.forced_eos);
+    if (search.forced_eos >= d->vocab) return gr_fail(err, "--forced-eos-token-id %" PRId64 " is outside the vocabulary", search.forced_eos);
 
     int64_t prefix[MAX_PREFIX], prefix_length = 0, choices[MAX_CHOICES], choice_count = 0;
     char choice_words[MAX_CHOICES][64];
@@ -674,7 +672,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
             if (strcmp(config->family, "bart") == 0 && config->bos_token_id >= 0) prefix[prefix_length++] = config->bos_token_id;
         }
         if (prefix_length > d->positions) {
-            return fail(err, "--prefix: %" PRId64 " tokens, but the decoder cache holds %" PRId64, prefix_length, d->positions);
+            return gr_fail(err, "--prefix: %" PRId64 " tokens, but the decoder cache holds %" PRId64, prefix_length, d->positions);
         }
     }
 
@@ -682,16 +680,16 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
     if (r->evaluate) {
         const char *name = o->metric != NULL ? o->metric : "auto";
         if (strcmp(name, "auto") == 0) {
-            if (r->refs.count == 0) return fail(err, "%s: no references", r->references_path);
+            if (r->refs.count == 0) return gr_fail(err, "%s: no references", r->references_path);
             const gr_json *first = r->refs.lines[0];
             if (gr_json_member_find(first, "answers", NULL) != NULL) m = METRIC_VQA;
             else if (gr_json_member_find(first, "label", NULL) != NULL) m = METRIC_LABEL;
             else if (gr_json_member_find(first, "answer", NULL) != NULL) m = METRIC_EXACT;
-            else return fail(err, "%s: line 1 has none of 'answers', 'label', 'answer' (give --metric)", r->references_path);
+            else return gr_fail(err, "%s: line 1 has none of 'answers', 'label', 'answer' (give --metric)", r->references_path);
         } else {
             m = strcmp(name, "vqa") == 0 ? METRIC_VQA : strcmp(name, "label") == 0 ? METRIC_LABEL : METRIC_EXACT;
         }
-        if (r->vocab == NULL && !classify) return fail(err, "eval needs --vocab to turn the generated tokens into text");
+        if (r->vocab == NULL && !classify) return gr_fail(err, "eval needs --vocab to turn the generated tokens into text");
     }
 
     int64_t slots = d->slots, length = search.max_length;
@@ -700,13 +698,15 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
     int64_t *rows = malloc((size_t)slots * sizeof *rows);
     int64_t *sequences = malloc((size_t)(slots * length) * sizeof *sequences);
     int64_t *lengths = malloc((size_t)slots * sizeof *lengths);
+    int64_t batches = (examples + slots - 1) / slots, timed = 0;
+    double *batch_times = o->time ? malloc((size_t)(2 * batches + 1) * sizeof *batch_times) : NULL; /* ms, then starts */
     char *text = NULL;
     size_t text_length = 0;
     FILE *predictions = open_memstream(&text, &text_length);
     int status = 0;
     double total_score = 0;
-    if (order == NULL || rows == NULL || sequences == NULL || lengths == NULL || predictions == NULL) {
-        status = fail(err, "out of memory");
+    if (order == NULL || rows == NULL || sequences == NULL || lengths == NULL || predictions == NULL || (o->time && batch_times == NULL)) {
+        status = gr_fail(err, "out of memory");
         goto done;
     }
     search_decoder searcher = {d, slots, d->vocab, decoder_step, decoder_reorder};
@@ -714,6 +714,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
     for (int64_t base = 0; base < examples && status == 0; base += slots) {
         for (int64_t s = 0; s < slots; s++) order[s] = base + s < examples ? base + s : examples - 1;
         train_fill_examples(r->data, 0, order, r->encode_inputs);
+        double batch_start = now_seconds();
         if (gr_binding_call(d->rt, d->encode.binding, err) != 0) {
             status = -1;
             break;
@@ -744,7 +745,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
                     prediction = detokenizer_decode(r->vocab, tokens, token_count);
                 }
                 if (prediction == NULL && (classify || r->vocab != NULL)) {
-                    status = fail(err, "out of memory");
+                    status = gr_fail(err, "out of memory");
                     break;
                 }
                 fprintf(predictions, "{\"index\":%" PRId64, index);
@@ -779,6 +780,10 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
             }
         }
         double t = now_seconds();
+        if (batch_times != NULL) {
+            batch_times[timed] = 1e3 * (t - batch_start);
+            batch_times[batches + timed++] = 1e3 * batch_start;
+        }
         int64_t done_count = base + in_batch;
         if (t - last_report >= 1.0 || done_count == examples) {
             last_report = t;
@@ -786,7 +791,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
                     (double)done_count / (t - started > 1e-9 ? t - started : 1e-9));
         }
     }
-    if (fclose(predictions) != 0 && status == 0) status = fail(err, "out of memory");
+    if (fclose(predictions) != 0 && status == 0) status = gr_fail(err, "out of memory");
     predictions = NULL;
     if (status == 0 && o->predictions != NULL) status = write_file_atomically(o->predictions, text, text_length, err);
     if (status == 0) {
@@ -797,6 +802,15 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
         } else if (o->predictions == NULL) {
             fwrite(text, 1, text_length, out);
         }
+        if (batch_times != NULL) {
+            struct rusage usage;
+            double rss = getrusage(RUSAGE_SELF, &usage) == 0 ? (double)usage.ru_maxrss / 1024.0 : 0;
+            fprintf(out, "{\"batches\": %" PRId64 ", \"batch_size\": %" PRId64 ", \"times_ms\": [", timed, slots);
+            for (int64_t b = 0; b < timed; b++) fprintf(out, b > 0 ? ", %.3f" : "%.3f", batch_times[b]);
+            fprintf(out, "], \"starts_ms\": [");
+            for (int64_t b = 0; b < timed; b++) fprintf(out, b > 0 ? ", %.3f" : "%.3f", batch_times[batches + b]);
+            fprintf(out, "], \"peak_rss_mb\": %.1f}\n", rss);
+        }
     }
 done:
     if (predictions != NULL) fclose(predictions);
@@ -805,6 +819,7 @@ done:
     free(rows);
     free(sequences);
     free(lengths);
+    free(batch_times);
     return status;
 }
 
@@ -813,7 +828,7 @@ static int setup(run *r, const gr_program *program, gr_error *err) {
     r->config = gr_program_generation(program);
     const gr_function *encode = gr_program_find(program, "encode"), *step = gr_program_find(program, "decode_step");
     if (r->config == NULL || encode == NULL || step == NULL) {
-        return fail(err, "this program cannot generate: it needs @encode, @decode_step and a generation config (compile a model spec, "
+        return gr_fail(err, "this program cannot generate: it needs @encode, @decode_step and a generation config (compile a model spec, "
                          "not an IR file)");
     }
     for (int w = 0; w < o->weight_count; w++) {
@@ -827,7 +842,7 @@ static int setup(run *r, const gr_program *program, gr_error *err) {
     if (bind(&r->d.step, step, r->checkpoint, r->weights, o->weight_count, err) != 0) return -1;
     if (decoder_setup(&r->d, err) != 0) return -1;
     if (r->config->vocab_size != r->d.vocab) {
-        return fail(err, "manifest: generation.vocab_size %" PRId64 " differs from decode_step's logits width %" PRId64,
+        return gr_fail(err, "manifest: generation.vocab_size %" PRId64 " differs from decode_step's logits width %" PRId64,
                     r->config->vocab_size, r->d.vocab);
     }
     r->data = train_data_open_examples(encode, &o->data, 1, err);
@@ -850,7 +865,7 @@ static int setup(run *r, const gr_program *program, gr_error *err) {
             r->references_path = malloc(stem + 32);
             if (r->references_path != NULL) snprintf(r->references_path, stem + 32, "%.*s.references.jsonl", (int)stem, o->data);
         }
-        if (r->references_path == NULL) return fail(err, "out of memory");
+        if (r->references_path == NULL) return gr_fail(err, "out of memory");
         if (references_load(&r->refs, r->references_path, err) != 0) return -1;
     }
     return 0;
