@@ -1,0 +1,94 @@
+import Foundation
+import GranuleSupport
+import Testing
+
+/// `MODEL eval` end to end on the tiny BART generation golden: predictions decoded with a
+/// vocab.json, scored against references with each metric (VQA accuracy over raw answers, the
+/// label score, exact match), and the errors a user meets first.
+@Suite("EvalCommand")
+struct EvalCommandTests {
+    /// Runs the executable: exit status, standard output and standard error.
+    static func run(_ program: GenerationGoldenTests.Program, _ arguments: [String]) throws -> (status: Int32, out: String, errors: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program.path)
+        process.arguments = arguments
+        process.environment = ["GRANULE_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"]
+        let out = Pipe(), errors = Pipe()
+        process.standardOutput = out
+        process.standardError = errors
+        try process.run()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
+    }
+
+    @Test("eval scores decoded predictions with every metric and names bad references")
+    func evalMetrics() throws {
+        let golden = GenerationGoldenTests.golden("generate-bart")
+        let program = try GenerationGoldenTests.Program(spec: golden.appendingPathComponent("spec.json").path, name: "eval-bart")
+        defer { program.remove() }
+        let weights = golden.appendingPathComponent("weights.safetensors").path
+        let data = golden.appendingPathComponent("data.safetensors").path
+
+        // A byte-level vocabulary whose pieces spell "w<id>"; <s>, <pad>, </s> are special.
+        var vocab = [(key: "<s>", value: JSON.number("0")), ("<pad>", .number("1")), ("</s>", .number("2"))]
+        for id in 3..<48 { vocab.append(("w\(id)", .number(String(id)))) }
+        let vocabPath = program.file("vocab.json")
+        try JSON.object(vocab).text.write(toFile: vocabPath, atomically: true, encoding: .utf8)
+
+        let base = ["--weights", weights, "--data", data, "--vocab", vocabPath, "--no-repeat-ngram-size", "0"]
+        let common = base + ["--max-length", "4"]
+        let generated = try Self.run(program, ["generate"] + common + ["--predictions", program.file("p.jsonl")])
+        #expect(generated.status == 0, "\(generated.errors)")
+        let lines = try String(contentsOfFile: program.file("p.jsonl"), encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 6)
+        var texts: [String] = []
+        for line in lines {
+            let json = try GenerationGoldenTests.parse(String(line))
+            let tokens = try #require(GenerationGoldenTests.tokens(GenerationGoldenTests.member(json, "tokens")))
+            guard case .string(let text)? = GenerationGoldenTests.member(json, "prediction") else { Issue.record("no prediction in \(line)"); return }
+            #expect(text == tokens.filter { $0 > 2 }.map { "w\($0)" }.joined(), "\(line)")
+            texts.append(text)
+        }
+
+        // Even examples right, odd ones wrong: exact and label 50%; VQA with 3 of 10 raw answers
+        // matching scores (7·1 + 3·2/3) / 10 = 0.9 on the right ones.
+        var references = ""
+        for (index, text) in texts.enumerated() {
+            let answer = index % 2 == 0 ? text : "nope"
+            let raw = Array(repeating: answer, count: 3) + Array(repeating: "other", count: 7)
+            references += JSON.object([
+                ("id", .string("q\(index)")), ("answer", .string(answer)), ("label", .object([(answer, .number("1"))])),
+                ("answers", .array(raw.map { .string($0) })),
+            ]).text + "\n"
+        }
+        let referencesPath = program.file("refs.jsonl")
+        try references.write(toFile: referencesPath, atomically: true, encoding: .utf8)
+        for (metric, expected) in [("exact", "exact accuracy 50.00% over 6 examples"), ("label", "label accuracy 50.00% over 6 examples"),
+                                   ("vqa", "vqa accuracy 45.00% over 6 examples"), ("auto", "vqa accuracy 45.00% over 6 examples")] {
+            let result = try Self.run(program, ["eval"] + common + ["--references", referencesPath, "--metric", metric, "--predictions", program.file("e.jsonl")])
+            #expect(result.status == 0, "\(result.errors)")
+            #expect(result.out.contains(expected), "\(metric): \(result.out)")
+        }
+        let scored = try String(contentsOfFile: program.file("e.jsonl"), encoding: .utf8)
+        #expect(scored.contains(#""id":"q0""#) && scored.contains(#""score":0.9"#) && scored.contains(#""score":0}"#), "\(scored)")
+
+        // The errors a user meets first: one line each, exit 1, no predictions file written.
+        try (references.split(separator: "\n").prefix(2).joined(separator: "\n") + "\n").write(toFile: program.file("short.jsonl"), atomically: true, encoding: .utf8)
+        let failures: [([String], String)] = [
+            (["eval"] + common + ["--references", program.file("missing.jsonl")], "missing.jsonl: cannot open the references"),
+            (["eval"] + common + ["--references", program.file("short.jsonl")], "short.jsonl: 2 references for 6 examples"),
+            (["eval", "--weights", weights, "--data", data, "--references", referencesPath], "error: eval needs --vocab to turn the generated tokens into text"),
+            (["generate"] + common + ["--num-beams", "5"], "error: --num-beams 5 exceeds the program's batch size 4"),
+            (["generate"] + base + ["--max-length", "10"], "error: --max-length 10: the program's decoder cache holds 8 positions"),
+            (["generate"] + common + ["--classify", "yes,no"], "error: --classify: the vocabulary has no token for 'yes'"),
+        ]
+        for (arguments, message) in failures {
+            let result = try Self.run(program, arguments + ["--predictions", program.file("never.jsonl")])
+            #expect(result.status == 1, "\(arguments): \(result.errors)")
+            #expect(result.errors.contains(message), "\(arguments): \(result.errors)")
+            #expect(!FileManager.default.fileExists(atPath: program.file("never.jsonl")))
+        }
+    }
+}
