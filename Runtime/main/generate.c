@@ -331,7 +331,6 @@ typedef struct decoder {
     int32_t cross_count;
     cache *caches;
     int32_t cache_count;
-    gr_error *err;
 } decoder;
 
 static const float *decoder_step(void *context, const int64_t *tokens, int64_t position, gr_error *err) {
