@@ -49,7 +49,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,18 +73,6 @@ typedef struct generate_options {
 } generate_options;
 
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int usage_error(FILE *err, const char *program, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    fprintf(err, "error: ");
-    vfprintf(err, format, args);
-    fprintf(err, " (see %s generate --help)\n", program);
-    va_end(args);
-    return EXIT_USAGE;
-}
 
 void generate_print_usage(FILE *out, const char *program) {
     fprintf(out,
@@ -158,7 +145,7 @@ static int parse_options(const char *program, bool evaluate, int argc, char **ar
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return -1;
-        if (strncmp(arg, "--", 2) != 0) return usage_error(err, program, "unexpected argument '%s'", arg);
+        if (strncmp(arg, "--", 2) != 0) return command_usage_error(err, program, "generate", "unexpected argument '%s'", arg);
         if (strcmp(arg, "--time") == 0) {
             o->time = true;
             continue;
@@ -170,18 +157,18 @@ static int parse_options(const char *program, bool evaluate, int argc, char **ar
             if (strcmp(name, known[k]) == 0) which = k;
         }
         if (which < 0 || (!evaluate && which >= 15)) {
-            return usage_error(err, program, "%s: unknown option '%s'", evaluate ? "eval" : "generate", name);
+            return command_usage_error(err, program, "generate", "%s: unknown option '%s'", evaluate ? "eval" : "generate", name);
         }
         if (value == NULL) {
-            if (i + 1 >= argc) return usage_error(err, program, "option '%s' needs a value", name);
+            if (i + 1 >= argc) return command_usage_error(err, program, "generate", "option '%s' needs a value", name);
             value = argv[++i];
         }
         if (which == 0) {
-            if (o->weight_count == MAX_WEIGHTS) return usage_error(err, program, "too many --weights (at most %d)", MAX_WEIGHTS);
+            if (o->weight_count == MAX_WEIGHTS) return command_usage_error(err, program, "generate", "too many --weights (at most %d)", MAX_WEIGHTS);
             o->weights[o->weight_count++] = value;
             continue;
         }
-        if (given[which]) return usage_error(err, program, "option '%s' is given more than once", name);
+        if (given[which]) return command_usage_error(err, program, "generate", "option '%s' is given more than once", name);
         given[which] = true;
         bool ok = true;
         switch (which) {
@@ -219,11 +206,11 @@ static int parse_options(const char *program, bool evaluate, int argc, char **ar
             ok = strcmp(value, "auto") == 0 || strcmp(value, "vqa") == 0 || strcmp(value, "label") == 0 || strcmp(value, "exact") == 0;
             break;
         }
-        if (!ok) return usage_error(err, program, "%s: invalid value '%s'", name, value);
+        if (!ok) return command_usage_error(err, program, "generate", "%s: invalid value '%s'", name, value);
     }
-    if (o->weight_count == 0) return usage_error(err, program, "%s needs --weights FILE", evaluate ? "eval" : "generate");
-    if (o->data == NULL) return usage_error(err, program, "%s needs --data FILE", evaluate ? "eval" : "generate");
-    if (o->prefix != NULL && o->classify == NULL) return usage_error(err, program, "--prefix is only used with --classify");
+    if (o->weight_count == 0) return command_usage_error(err, program, "generate", "%s needs --weights FILE", evaluate ? "eval" : "generate");
+    if (o->data == NULL) return command_usage_error(err, program, "generate", "%s needs --data FILE", evaluate ? "eval" : "generate");
+    if (o->prefix != NULL && o->classify == NULL) return command_usage_error(err, program, "generate", "--prefix is only used with --classify");
     return EXIT_OK;
 }
 
@@ -441,7 +428,11 @@ static int references_load(references *r, const char *path, gr_error *err) {
     while ((length = getline(&line, &capacity, file)) >= 0) {
         number++;
         while (length > 0 && (line[length - 1] == '\n' || line[length - 1] == '\r')) line[--length] = '\0';
-        if (length == 0) continue;
+        if (length == 0) {
+            /* Line n is example n - 1: a blank line would shift every later reference. */
+            status = gr_fail(err, "%s:%" PRId64 ":1: empty line (one JSON object per example)", path, number);
+            break;
+        }
         gr_json_error json_error;
         gr_json *value = gr_json_parse(line, (size_t)length, &json_error);
         if (value == NULL) {
@@ -611,7 +602,6 @@ typedef struct run {
     detokenizer *vocab;
     references refs;
     char *references_path;
-    void **encode_inputs; /* the @encode buffers train_fill_examples writes */
 } run;
 
 static void run_free(run *r) {
@@ -712,7 +702,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
     double started = now_seconds(), last_report = started;
     for (int64_t base = 0; base < examples && status == 0; base += slots) {
         for (int64_t s = 0; s < slots; s++) order[s] = base + s < examples ? base + s : examples - 1;
-        train_fill_examples(r->data, 0, order, r->encode_inputs);
+        train_fill_examples(r->data, 0, order, d->encode.buffers);
         double batch_start = now_seconds();
         if (gr_binding_call(d->rt, d->encode.binding, err) != 0) {
             status = -1;
@@ -846,7 +836,6 @@ static int setup(run *r, const gr_program *program, gr_error *err) {
     }
     r->data = train_data_open_examples(encode, &o->data, 1, err);
     if (r->data == NULL) return -1;
-    r->encode_inputs = r->d.encode.buffers;
     if (o->vocab != NULL) {
         r->vocab = detokenizer_load(o->vocab, err);
         if (r->vocab == NULL) return -1;

@@ -17,13 +17,13 @@
 #endif
 
 #include "options.h"
+#include "params.h"
 #include "generate.h"
 #include "granule_runtime.h"
 #include "train.h"
 
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,18 +93,6 @@ static void print_help(FILE *out, const char *program) {
             program, program, program, MAX_STEPS, DEFAULT_STEPS, MAX_STEPS, DEFAULT_WARMUP);
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static int usage_error(const char *program, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    fprintf(stderr, "error: ");
-    vfprintf(stderr, format, args);
-    fprintf(stderr, " (see %s --help)\n", program);
-    va_end(args);
-    return EXIT_USAGE;
-}
 
 /* Parsed options of run, step and bench. */
 typedef struct options {
@@ -141,7 +129,7 @@ static int parse_options(const char *program, const char *command, int argc, cha
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return -1;
-        if (strncmp(arg, "--", 2) != 0) return usage_error(program, "unexpected argument '%s'", arg);
+        if (strncmp(arg, "--", 2) != 0) return command_usage_error(stderr, program, NULL, "unexpected argument '%s'", arg);
         if (is_bench && strcmp(arg, "--json") == 0) {
             o->json = true;
             continue;
@@ -158,13 +146,13 @@ static int parse_options(const char *program, const char *command, int argc, cha
         int known = 0;
         const char *const *names = is_run ? known_run : is_bench ? known_bench : known_step;
         for (const char *const *k = names; *k != NULL; k++) known |= strcmp(name, *k) == 0;
-        if (!known) return usage_error(program, "%s: unknown option '%s'", command, name);
+        if (!known) return command_usage_error(stderr, program, NULL, "%s: unknown option '%s'", command, name);
         if (value == NULL) {
-            if (i + 1 >= argc) return usage_error(program, "option '%s' needs a value", name);
+            if (i + 1 >= argc) return command_usage_error(stderr, program, NULL, "option '%s' needs a value", name);
             value = argv[++i];
         }
         if (strcmp(name, "--inputs") == 0) {
-            if (o->input_count == MAX_INPUTS) return usage_error(program, "too many --inputs (at most %d)", MAX_INPUTS);
+            if (o->input_count == MAX_INPUTS) return command_usage_error(stderr, program, NULL, "too many --inputs (at most %d)", MAX_INPUTS);
             o->inputs[o->input_count++] = value;
             continue;
         }
@@ -176,34 +164,34 @@ static int parse_options(const char *program, const char *command, int argc, cha
         if (strcmp(name, "--steps") == 0 || strcmp(name, "--warmup") == 0) {
             bool steps = strcmp(name, "--steps") == 0;
             int *count = steps ? &o->steps : &o->warmup;
-            if (*count >= 0) return usage_error(program, "option '%s' is given more than once", name);
+            if (*count >= 0) return command_usage_error(stderr, program, NULL, "option '%s' is given more than once", name);
             if (parse_count(value, steps ? 1 : 0, MAX_STEPS, count) != 0) {
-                return usage_error(program, "%s must be an integer in [%d, %d], got '%s'", name, steps ? 1 : 0, MAX_STEPS, value);
+                return command_usage_error(stderr, program, NULL, "%s must be an integer in [%d, %d], got '%s'", name, steps ? 1 : 0, MAX_STEPS, value);
             }
             continue;
         }
         if (slot == NULL) { /* --threads */
             if (parse_count(value, 1, GR_MAX_THREADS, &o->threads) != 0) {
-                return usage_error(program, "--threads must be an integer in [1, %d], got '%s'", GR_MAX_THREADS, value);
+                return command_usage_error(stderr, program, NULL, "--threads must be an integer in [1, %d], got '%s'", GR_MAX_THREADS, value);
             }
             continue;
         }
-        if (*slot != NULL) return usage_error(program, "option '%s' is given more than once", name);
+        if (*slot != NULL) return command_usage_error(stderr, program, NULL, "option '%s' is given more than once", name);
         *slot = value;
     }
     if (is_run) {
-        if (o->function == NULL) return usage_error(program, "run needs --function NAME");
-        if (o->input_count == 0) return usage_error(program, "run needs --inputs FILE");
+        if (o->function == NULL) return command_usage_error(stderr, program, NULL, "run needs --function NAME");
+        if (o->input_count == 0) return command_usage_error(stderr, program, NULL, "run needs --inputs FILE");
     } else {
-        if (o->weights == NULL) return usage_error(program, "%s needs --weights FILE", command);
-        if (o->batch == NULL) return usage_error(program, "%s needs --batch FILE", command);
+        if (o->weights == NULL) return command_usage_error(stderr, program, NULL, "%s needs --weights FILE", command);
+        if (o->batch == NULL) return command_usage_error(stderr, program, NULL, "%s needs --batch FILE", command);
     }
     if (is_bench) {
         if (o->steps < 0) o->steps = DEFAULT_STEPS;
         if (o->warmup < 0) o->warmup = DEFAULT_WARMUP;
         return EXIT_OK;
     }
-    if (o->out == NULL) return usage_error(program, "%s needs --out FILE", command);
+    if (o->out == NULL) return command_usage_error(stderr, program, NULL, "%s needs --out FILE", command);
     return EXIT_OK;
 }
 
@@ -558,7 +546,7 @@ int main(int argc, char **argv) {
     bool is_info = strcmp(command, "info") == 0;
     bool is_bench = strcmp(command, "bench") == 0;
     if (!is_info && !is_bench && strcmp(command, "run") != 0 && strcmp(command, "step") != 0) {
-        return usage_error(program_name, "unknown command '%s' (commands: run, step, bench, train, generate, eval, info)", command);
+        return command_usage_error(stderr, program_name, NULL, "unknown command '%s' (commands: run, step, bench, train, generate, eval, info)", command);
     }
     options o = {.steps = -1, .warmup = -1};
     if (is_info) {
@@ -567,7 +555,7 @@ int main(int argc, char **argv) {
                 print_help(stdout, program_name);
                 return EXIT_OK;
             }
-            return usage_error(program_name, "info takes no arguments, got '%s'", argv[i]);
+            return command_usage_error(stderr, program_name, NULL, "info takes no arguments, got '%s'", argv[i]);
         }
     } else {
         int parsed = parse_options(program_name, command, argc - 2, argv + 2, &o);

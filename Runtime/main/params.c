@@ -14,31 +14,19 @@
 #include <unistd.h>
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-const gr_st_dtype param_file_dtype[] = {GR_ST_F32, GR_ST_F64, GR_ST_I32, GR_ST_I64, GR_ST_BOOL};
-
-bool param_dtype_feeds(gr_dtype want, gr_st_dtype got) {
-    switch (want) {
-    case GR_F32: return got == GR_ST_F32 || got == GR_ST_F16 || got == GR_ST_BF16;
-    case GR_F64: return got == GR_ST_F64;
-    case GR_I32: return got == GR_ST_I32;
-    case GR_I64: return got == GR_ST_I64;
-    case GR_I1: return got == GR_ST_BOOL;
-    }
-    return false;
+int command_usage_error(FILE *err, const char *program, const char *command, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    fprintf(err, "error: ");
+    vfprintf(err, format, args);
+    fprintf(err, " (see %s%s%s --help)\n", program, command != NULL ? " " : "", command != NULL ? command : "");
+    va_end(args);
+    return 2;
 }
-
-void param_format_shape(char *out, size_t size, const int64_t *shape, int32_t rank) {
-    size_t used = 0;
-    used += (size_t)snprintf(out, size, "[");
-    for (int32_t i = 0; i < rank && used < size; i++) {
-        used += (size_t)snprintf(out + used, size - used, "%s%" PRId64, i > 0 ? ", " : "", shape[i]);
-    }
-    if (used < size) snprintf(out + used, size - used, "]");
-}
-
 
 int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const char *role_text, bool mapped, void **buffer, void **owned,
                gr_error *err) {
@@ -52,27 +40,15 @@ int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const cha
     }
     bool shape_ok = tensor->rank == spec->rank;
     for (int32_t d = 0; shape_ok && d < spec->rank; d++) shape_ok = tensor->shape[d] == spec->shape[d];
-    if (!param_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
+    if (!gr_st_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
         char got[256];
-        param_format_shape(got, sizeof got, tensor->shape, tensor->rank);
+        gr_text text;
+        gr_text_init(&text, got, sizeof got);
+        gr_text_append_shape(&text, tensor->shape, tensor->rank);
         return gr_fail(err, "%s: tensor '%s': the %s parameter of '%s' needs %s, got %s %s", gr_safetensors_path(file), spec->name,
                     role_text, fn->name, type, gr_st_dtype_name(tensor->dtype), got);
     }
-    bool exact = tensor->dtype == param_file_dtype[spec->dtype];
-    if (mapped && exact && (uintptr_t)tensor->data % gr_dtype_size(spec->dtype) == 0) {
-        *buffer = (void *)(uintptr_t)tensor->data;
-        return 0;
-    }
-    void *block = gr_aligned_alloc((size_t)spec->bytes);
-    if (block == NULL) {
-        return gr_fail(err, "%s: tensor '%s': out of memory (%" PRId64 " bytes)", gr_safetensors_path(file), spec->name, spec->bytes);
-    }
-    *owned = *buffer = block;
-    if (exact) {
-        if (spec->bytes > 0) memcpy(block, tensor->data, (size_t)spec->bytes);
-        return 0;
-    }
-    return gr_st_tensor_read_f32(file, tensor, block, err);
+    return gr_param_data(spec, file, tensor, mapped, buffer, owned, err);
 }
 
 /* Writes `length` bytes to `path` through a temporary file in the same directory (fsynced, then

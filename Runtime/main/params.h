@@ -1,6 +1,6 @@
 /*
- * params.h: what the commands of compiled programs (train.c, generate.c) share: loading a
- * function's parameters from safetensors files, and writing files atomically.
+ * params.h: what the commands of compiled programs (main.c, train.c, generate.c) share: loading a
+ * function's parameters from safetensors files, usage errors, and writing files atomically.
  */
 #ifndef GRANULE_PARAMS_H
 #define GRANULE_PARAMS_H
@@ -9,20 +9,11 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/** The file dtype that holds an IR dtype exactly, indexed by gr_dtype. */
-extern const gr_st_dtype param_file_dtype[];
-
-/** Whether a file tensor of dtype `got` can feed a parameter of dtype `want` (f32 also takes
- *  F16 and BF16, widened). */
-bool param_dtype_feeds(gr_dtype want, gr_st_dtype got);
-
-/** "[2, 3]" (always NUL-terminated). */
-void param_format_shape(char *out, size_t size, const int64_t *shape, int32_t rank);
 
 /**
  * Points parameter `i` of `fn` at its tensor (same name) in `file`: *buffer is the file's mapped
@@ -32,6 +23,14 @@ void param_format_shape(char *out, size_t size, const int64_t *shape, int32_t ra
  */
 int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const char *role_text, bool mapped, void **buffer, void **owned,
                gr_error *err);
+
+/** Prints "error: <message> (see PROGRAM[ COMMAND] --help)" to `err` and returns 2 (a usage error);
+ *  `command` may be NULL for the program's own options. */
+int command_usage_error(FILE *err, const char *program, const char *command, const char *format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 /** Writes `length` bytes to `path` through a temporary file in the same directory (fsynced,
  *  then renamed over `path`); on failure the temporary file is removed and `path` is untouched. */

@@ -314,28 +314,13 @@ void detokenizer_mark_special(detokenizer *d, int64_t id) {
     if (id >= 0 && id < d->size) d->special[id] = true;
 }
 
-/* A growing byte string. */
-typedef struct buffer {
-    char *data;
-    size_t length, capacity;
-    bool failed;
-} buffer;
-
-static void append(buffer *b, const char *bytes, size_t length) {
-    if (b->failed) return;
-    if (b->length + length + 1 > b->capacity) {
-        size_t capacity = (b->length + length + 1) * 2;
-        char *grown = realloc(b->data, capacity);
-        if (grown == NULL) {
-            b->failed = true;
-            return;
-        }
-        b->data = grown;
-        b->capacity = capacity;
+/* Closes an open_memstream stream writing into *text: the text, or NULL (and freed) when writing failed. */
+static char *closed_text(FILE *stream, char **text) {
+    if (fclose(stream) != 0) {
+        free(*text);
+        return NULL;
     }
-    memcpy(b->data + b->length, bytes, length);
-    b->length += length;
-    b->data[b->length] = '\0';
+    return *text;
 }
 
 /* Decodes one UTF-8 code point at s (length >= 1); returns its byte count, or 0 if malformed. */
@@ -371,70 +356,62 @@ static void replace_all(char *text, const char *from, const char *to) {
 /* Bytes that are not UTF-8 become U+FFFD (bytes.decode("utf-8", errors="replace")). */
 static char *valid_utf8(char *text, size_t length) {
     if (gr_utf8_valid((const unsigned char *)text, length)) return text;
-    buffer out = {0};
-    append(&out, "", 0);
-    for (size_t i = 0; i < length;) {
-        uint32_t code;
-        size_t n = utf8_next((const unsigned char *)text + i, length - i, &code);
-        if (n == 0 || !gr_utf8_valid((const unsigned char *)text + i, n)) {
-            append(&out, "\xEF\xBF\xBD", 3);
-            i++;
-        } else {
-            append(&out, text + i, n);
-            i += n;
+    char *fixed = NULL;
+    size_t fixed_length = 0;
+    FILE *out = open_memstream(&fixed, &fixed_length);
+    if (out != NULL) {
+        for (size_t i = 0; i < length;) {
+            uint32_t code;
+            size_t n = utf8_next((const unsigned char *)text + i, length - i, &code);
+            if (n == 0 || !gr_utf8_valid((const unsigned char *)text + i, n)) {
+                fputs("\xEF\xBF\xBD", out);
+                i++;
+            } else {
+                fwrite(text + i, 1, n, out);
+                i += n;
+            }
         }
     }
     free(text);
-    if (out.failed) {
-        free(out.data);
-        return NULL;
-    }
-    return out.data;
+    return out != NULL ? closed_text(out, &fixed) : NULL;
 }
 
 char *detokenizer_decode(const detokenizer *d, const int64_t *ids, int64_t count) {
-    buffer out = {0};
-    append(&out, "", 0);
+    char *text = NULL;
+    size_t text_length = 0;
+    FILE *out = open_memstream(&text, &text_length);
+    if (out == NULL) return NULL;
     for (int64_t i = 0; i < count; i++) {
         int64_t id = ids[i];
         if (id < 0 || id >= d->size || d->pieces[id] == NULL || d->special[id]) continue;
         const char *piece = d->pieces[id];
         size_t length = strlen(piece);
         if (d->literal[id]) {
-            append(&out, piece, length);
+            fwrite(piece, 1, length, out);
         } else if (d->decoding == BYTE_LEVEL) {
             for (size_t at = 0; at < length;) {
                 uint32_t code;
                 size_t n = utf8_next((const unsigned char *)piece + at, length - at, &code);
                 if (n == 0) n = 1, code = BYTE_CODE_POINTS;
                 if (code < BYTE_CODE_POINTS && d->byte_of_code[code] >= 0) {
-                    char byte = (char)d->byte_of_code[code];
-                    append(&out, &byte, 1);
+                    fputc(d->byte_of_code[code], out);
                 } else {
-                    append(&out, piece + at, n);
+                    fwrite(piece + at, 1, n, out);
                 }
                 at += n;
             }
         } else if (d->byte[id]) {
-            char byte = (char)strtol(piece + 3, NULL, 16);
-            append(&out, &byte, 1);
+            fputc((int)strtol(piece + 3, NULL, 16), out);
         } else {
             for (size_t at = 0; at < length;) {
-                if (strncmp(piece + at, "\xE2\x96\x81", 3) == 0) {
-                    append(&out, " ", 1);
-                    at += 3;
-                } else {
-                    append(&out, piece + at, 1);
-                    at++;
-                }
+                bool space = strncmp(piece + at, "\xE2\x96\x81", 3) == 0;
+                fputc(space ? ' ' : piece[at], out);
+                at += space ? 3 : 1;
             }
         }
     }
-    if (out.failed) {
-        free(out.data);
-        return NULL;
-    }
-    char *text = out.data;
+    text = closed_text(out, &text);
+    if (text == NULL) return NULL;
     if (d->decoding == METASPACE && text[0] == ' ') memmove(text, text + 1, strlen(text));
     static const char *const cleanups[][2] = {{" .", "."},   {" ?", "?"},     {" !", "!"},     {" ,", ","},     {" ' ", "'"},
                                               {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};

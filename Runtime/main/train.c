@@ -230,7 +230,9 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
         const gr_value_spec *spec = &fn->params[data->inputs[i].param];
         char type[256], example[256];
         gr_value_spec_type(spec, type, sizeof type);
-        param_format_shape(example, sizeof example, spec->shape + 1, spec->rank - 1);
+        gr_text text;
+        gr_text_init(&text, example, sizeof example);
+        gr_text_append_shape(&text, spec->shape + 1, spec->rank - 1);
         const gr_st_tensor *tensor = gr_safetensors_find(k->file, spec->name);
         if (tensor == NULL) {
             return gr_fail(err, "%s: no tensor '%s' (the train step's batch parameter %s: a dataset holds it as [N] + %s)", path,
@@ -238,13 +240,14 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
         }
         bool shape_ok = tensor->rank == spec->rank;
         for (int32_t d = 1; shape_ok && d < spec->rank; d++) shape_ok = tensor->shape[d] == spec->shape[d];
-        if (!param_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
+        if (!gr_st_dtype_feeds(spec->dtype, tensor->dtype) || !shape_ok) {
             char got[256];
-            param_format_shape(got, sizeof got, tensor->shape, tensor->rank);
+            gr_text_init(&text, got, sizeof got);
+            gr_text_append_shape(&text, tensor->shape, tensor->rank);
             return gr_fail(err,
                         "%s: tensor '%s' is %s %s; the train step's batch parameter is %s, so the dataset needs %s [N] + %s "
                         "(N examples)",
-                        path, spec->name, gr_st_dtype_name(tensor->dtype), got, type, gr_st_dtype_name(param_file_dtype[spec->dtype]),
+                        path, spec->name, gr_st_dtype_name(tensor->dtype), got, type, gr_st_dtype_name(gr_st_dtype_of(spec->dtype)),
                         example);
         }
         int64_t examples = tensor->shape[0];
@@ -791,18 +794,6 @@ static void print_train_help(FILE *out, const char *program) {
             "A NaN or infinite loss or gradient norm stops the run (exit 1) without writing a checkpoint.\n");
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int usage_error(FILE *err, const char *program, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    fprintf(err, "error: ");
-    vfprintf(err, format, args);
-    fprintf(err, " (see %s train --help)\n", program);
-    va_end(args);
-    return EXIT_USAGE;
-}
 
 /* A decimal integer in [low, high], digits only. */
 static bool parse_integer(const char *text, int64_t low, int64_t high, int64_t *out) {
@@ -837,24 +828,24 @@ static int parse_options(const char *program, int argc, char **argv, train_optio
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return -1;
-        if (strncmp(arg, "--", 2) != 0) return usage_error(err, program, "unexpected argument '%s'", arg);
+        if (strncmp(arg, "--", 2) != 0) return command_usage_error(err, program, "train", "unexpected argument '%s'", arg);
         char name[64];
         const char *value = gr_split_option(arg, name, sizeof name);
         int which = -1;
         for (int k = 0; known[k] != NULL; k++) {
             if (strcmp(name, known[k]) == 0) which = k;
         }
-        if (which < 0) return usage_error(err, program, "train: unknown option '%s'", name);
+        if (which < 0) return command_usage_error(err, program, "train", "train: unknown option '%s'", name);
         if (value == NULL) {
-            if (i + 1 >= argc) return usage_error(err, program, "option '%s' needs a value", name);
+            if (i + 1 >= argc) return command_usage_error(err, program, "train", "option '%s' needs a value", name);
             value = argv[++i];
         }
         if (strcmp(name, "--data") == 0) {
-            if (o->data_count == MAX_DATA) return usage_error(err, program, "too many --data (at most %d)", MAX_DATA);
+            if (o->data_count == MAX_DATA) return command_usage_error(err, program, "train", "too many --data (at most %d)", MAX_DATA);
             o->data[o->data_count++] = value;
             continue;
         }
-        if (given[which]) return usage_error(err, program, "option '%s' is given more than once", name);
+        if (given[which]) return command_usage_error(err, program, "train", "option '%s' is given more than once", name);
         given[which] = true;
         int64_t integer = 0;
         if (strcmp(name, "--weights") == 0) {
@@ -871,23 +862,23 @@ static int parse_options(const char *program, int argc, char **argv, train_optio
             o->function = value;
         } else if (strcmp(name, "--lr") == 0) {
             if (!parse_real(value, &o->lr) || o->lr < 0) {
-                return usage_error(err, program, "--lr must be a finite number >= 0, got '%s'", value);
+                return command_usage_error(err, program, "train", "--lr must be a finite number >= 0, got '%s'", value);
             }
             o->lr_given = true;
         } else if (strcmp(name, "--warmup-ratio") == 0) {
             if (!parse_real(value, &o->warmup_ratio) || o->warmup_ratio < 0 || o->warmup_ratio > 1) {
-                return usage_error(err, program, "--warmup-ratio must be a number in [0, 1], got '%s'", value);
+                return command_usage_error(err, program, "train", "--warmup-ratio must be a number in [0, 1], got '%s'", value);
             }
             o->warmup_given = true;
         } else if (strcmp(name, "--seed") == 0) {
             if (!parse_integer(value, 0, INT64_MAX, &integer)) {
-                return usage_error(err, program, "--seed must be an integer in [0, %" PRId64 "], got '%s'", INT64_MAX, value);
+                return command_usage_error(err, program, "train", "--seed must be an integer in [0, %" PRId64 "], got '%s'", INT64_MAX, value);
             }
             o->seed = (uint64_t)integer;
             o->seed_given = true;
         } else if (strcmp(name, "--threads") == 0) {
             if (!parse_integer(value, 1, GR_MAX_THREADS, &integer)) {
-                return usage_error(err, program, "--threads must be an integer in [1, %d], got '%s'", GR_MAX_THREADS, value);
+                return command_usage_error(err, program, "train", "--threads must be an integer in [1, %d], got '%s'", GR_MAX_THREADS, value);
             }
             o->threads = (int)integer;
         } else {
@@ -896,19 +887,19 @@ static int parse_options(const char *program, int argc, char **argv, train_optio
                             : strcmp(name, "--checkpoint-every") == 0 ? &o->checkpoint_every
                                                                        : &o->stop_at;
             if (!parse_integer(value, 1, MAX_COUNT, slot)) {
-                return usage_error(err, program, "%s must be an integer in [1, %" PRId64 "], got '%s'", name, MAX_COUNT, value);
+                return command_usage_error(err, program, "train", "%s must be an integer in [1, %" PRId64 "], got '%s'", name, MAX_COUNT, value);
             }
         }
     }
-    if (o->weights == NULL) return usage_error(err, program, "train needs --weights FILE");
-    if (o->data_count == 0) return usage_error(err, program, "train needs --data FILE");
-    if (o->steps > 0 && o->epochs > 0) return usage_error(err, program, "give --steps or --epochs, not both");
+    if (o->weights == NULL) return command_usage_error(err, program, "train", "train needs --weights FILE");
+    if (o->data_count == 0) return command_usage_error(err, program, "train", "train needs --data FILE");
+    if (o->steps > 0 && o->epochs > 0) return command_usage_error(err, program, "train", "give --steps or --epochs, not both");
     if (o->resume == NULL) {
-        if (o->steps < 0 && o->epochs < 0) return usage_error(err, program, "train needs --steps N or --epochs E");
-        if (!o->lr_given) return usage_error(err, program, "train needs --lr LR");
+        if (o->steps < 0 && o->epochs < 0) return command_usage_error(err, program, "train", "train needs --steps N or --epochs E");
+        if (!o->lr_given) return command_usage_error(err, program, "train", "train needs --lr LR");
     }
     if (o->checkpoint_every > 0 && o->checkpoint == NULL) {
-        return usage_error(err, program, "--checkpoint-every needs --checkpoint FILE");
+        return command_usage_error(err, program, "train", "--checkpoint-every needs --checkpoint FILE");
     }
     if (!o->warmup_given) o->warmup_ratio = 0.1;
     return EXIT_OK;
@@ -1215,7 +1206,7 @@ static int write_checkpoint(trainer *t, gr_error *err) {
         for (int32_t i = 0; i < fn->param_count; i++) {
             const gr_value_spec *spec = &fn->params[i];
             if (spec->role != role) continue;
-            tensors[count++] = (gr_st_write_tensor){spec->name, param_file_dtype[spec->dtype], spec->rank, spec->shape, t->buffers[i]};
+            tensors[count++] = (gr_st_write_tensor){spec->name, gr_st_dtype_of(spec->dtype), spec->rank, spec->shape, t->buffers[i]};
         }
     }
     char step[32], epoch[32], position[32], per_epoch[32], batch[32], seed[32], total[32], epochs[32], lr[48], ratio[48], warmup[32];

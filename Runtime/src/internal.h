@@ -173,6 +173,20 @@ void gr_json_append_string(gr_text *text, const char *s, size_t length);
 float gr_f16_to_f32(uint16_t bits);
 float gr_bf16_to_f32(uint16_t bits);
 
+/* ---- program.c ---------------------------------------------------------------------------------- */
+
+/** Whether a file tensor of dtype `got` can feed an IR dtype `want` (f32 also takes F16 and BF16). */
+bool gr_st_dtype_feeds(gr_dtype want, gr_st_dtype got);
+/** The file dtype that holds an IR dtype exactly. */
+gr_st_dtype gr_st_dtype_of(gr_dtype dtype);
+/**
+ * The data parameter `spec` reads from tensor t of f (dtype and shape already checked): the
+ * mapping itself when `may_map` and the dtype and alignment fit, else an aligned copy (F16/BF16
+ * widened) that is also stored in *owned for the caller to gr_aligned_free.
+ */
+int gr_param_data(const gr_value_spec *spec, const gr_safetensors *f, const gr_st_tensor *t, bool may_map, void **data, void **owned,
+                  gr_error *err);
+
 /* ---- crc.c --------------------------------------------------------------------------------------- */
 
 /** Writes crc as 8 lowercase hex digits and a NUL. */

@@ -553,8 +553,7 @@ void gr_binding_free(gr_binding *b) {
     free(b);
 }
 
-/* Whether a file dtype can feed an IR dtype. */
-static bool compatible(gr_dtype want, gr_st_dtype got) {
+bool gr_st_dtype_feeds(gr_dtype want, gr_st_dtype got) {
     switch (want) {
     case GR_F32: return got == GR_ST_F32 || got == GR_ST_F16 || got == GR_ST_BF16;
     case GR_F64: return got == GR_ST_F64;
@@ -577,7 +576,7 @@ static bool same_shape(const gr_value_spec *spec, const gr_st_tensor *t) {
 static int bind_tensor(gr_binding *b, int32_t i, const gr_safetensors *f, const gr_st_tensor *t, gr_error *err) {
     const gr_function *fn = b->function;
     const gr_value_spec *spec = &fn->params[i];
-    if (!compatible(spec->dtype, t->dtype) || !same_shape(spec, t)) {
+    if (!gr_st_dtype_feeds(spec->dtype, t->dtype) || !same_shape(spec, t)) {
         char want[256], got[256];
         gr_value_spec_type(spec, want, sizeof want);
         gr_text text;
@@ -587,10 +586,19 @@ static int bind_tensor(gr_binding *b, int32_t i, const gr_safetensors *f, const 
         return gr_fail(err, "%s: tensor '%s': parameter of function '%s' needs %s, got %s", gr_safetensors_path(f), t->name, fn->name,
                        want, got);
     }
-    size_t size = gr_dtype_size(spec->dtype);
-    bool exact = (spec->dtype != GR_F32 || t->dtype == GR_ST_F32);
-    if (exact && (uintptr_t)t->data % size == 0) {
-        b->args[i] = (void *)(uintptr_t)t->data;
+    return gr_param_data(spec, f, t, true, &b->args[i], &b->owned[i], err);
+}
+
+gr_st_dtype gr_st_dtype_of(gr_dtype dtype) {
+    static const gr_st_dtype file_dtypes[] = {GR_ST_F32, GR_ST_F64, GR_ST_I32, GR_ST_I64, GR_ST_BOOL};
+    return file_dtypes[dtype];
+}
+
+int gr_param_data(const gr_value_spec *spec, const gr_safetensors *f, const gr_st_tensor *t, bool may_map, void **data, void **owned,
+                  gr_error *err) {
+    bool exact = t->dtype == gr_st_dtype_of(spec->dtype);
+    if (may_map && exact && (uintptr_t)t->data % gr_dtype_size(spec->dtype) == 0) {
+        *data = (void *)(uintptr_t)t->data;
         return 0;
     }
     void *copy = gr_aligned_alloc((size_t)spec->bytes);
@@ -603,8 +611,7 @@ static int bind_tensor(gr_binding *b, int32_t i, const gr_safetensors *f, const 
         gr_aligned_free(copy);
         return -1;
     }
-    b->owned[i] = copy;
-    b->args[i] = copy;
+    *owned = *data = copy;
     return 0;
 }
 
@@ -715,13 +722,12 @@ void *gr_binding_result(const gr_binding *b, int32_t i) {
 }
 
 int gr_binding_write_results(const gr_binding *b, const char *path, gr_error *err) {
-    static const gr_st_dtype file_dtypes[] = {GR_ST_F32, GR_ST_F64, GR_ST_I32, GR_ST_I64, GR_ST_BOOL};
     const gr_function *fn = b->function;
     gr_st_write_tensor *tensors = calloc((size_t)fn->result_count + 1, sizeof *tensors);
     if (tensors == NULL) return gr_fail(err, "%s: out of memory", path);
     for (int32_t r = 0; r < fn->result_count; r++) {
         const gr_value_spec *spec = &fn->results[r];
-        tensors[r] = (gr_st_write_tensor){spec->name, file_dtypes[spec->dtype], spec->rank, spec->shape, gr_binding_result(b, r)};
+        tensors[r] = (gr_st_write_tensor){spec->name, gr_st_dtype_of(spec->dtype), spec->rank, spec->shape, gr_binding_result(b, r)};
     }
     int status = gr_safetensors_write(path, tensors, (size_t)fn->result_count, NULL, 0, err);
     free(tensors);

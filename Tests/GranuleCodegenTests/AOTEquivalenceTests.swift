@@ -4,6 +4,7 @@ import GranuleCodegen
 import GranuleIR
 import GranuleInterpreter
 import GranulePasses
+import GranuleSupport
 import Testing
 
 /// A native executable built from `module` with `granule compile`'s pipeline (object + C runtime).
@@ -11,10 +12,10 @@ struct CompiledExecutable {
     let directory: URL
     let path: String
 
-    init(_ module: Module, name: String, profile: Bool = false) throws {
+    init(_ module: Module, name: String, profile: Bool = false, generation: JSON? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("granule-aot-\(name)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let program = try ProgramEmitter(profile: profile).emit(module)
+        let program = try ProgramEmitter(profile: profile).emit(module, generation: generation)
         let object = directory.appendingPathComponent("program.o").path
         try LLVMToolchain().emitObject(program.llvmText, to: object)
         path = directory.appendingPathComponent(name).path
@@ -25,17 +26,26 @@ struct CompiledExecutable {
 
     /// Runs the executable; returns its exit status and standard error.
     func invoke(_ arguments: [String]) throws -> (status: Int32, errors: String) {
+        let result = try execute(arguments)
+        return (result.status, result.errors)
+    }
+
+    /// Runs the executable; returns its exit status, standard output and standard error.
+    func execute(_ arguments: [String]) throws -> (status: Int32, output: String, errors: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         process.environment = ["GRANULE_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"]
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("granule-stdout-\(UUID().uuidString)")
+        guard FileManager.default.createFile(atPath: output.path, contents: nil) else { throw Diagnostic("cannot create \(output.path)") }
+        defer { try? FileManager.default.removeItem(at: output) }
         let errors = Pipe()
         process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: output)
         try process.run()
         let data = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        return (process.terminationStatus, try String(contentsOf: output, encoding: .utf8), String(decoding: data, as: UTF8.self))
     }
 
     /// `MODEL run --function NAME --inputs ... --out ...` and the results it wrote.

@@ -7,26 +7,10 @@ import Testing
 /// label score, exact match), and the errors a user meets first.
 @Suite("EvalCommand")
 struct EvalCommandTests {
-    /// Runs the executable: exit status, standard output and standard error.
-    static func run(_ program: GenerationGoldenTests.Program, _ arguments: [String]) throws -> (status: Int32, out: String, errors: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program.path)
-        process.arguments = arguments
-        process.environment = ["GRANULE_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"]
-        let out = Pipe(), errors = Pipe()
-        process.standardOutput = out
-        process.standardError = errors
-        try process.run()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errorData, as: UTF8.self))
-    }
-
     @Test("eval scores decoded predictions with every metric and names bad references")
     func evalMetrics() throws {
         let golden = GenerationGoldenTests.golden("generate-bart")
-        let program = try GenerationGoldenTests.Program(spec: golden.appendingPathComponent("spec.json").path, name: "eval-bart")
+        let program = try GenerationGoldenTests.program(spec: golden.appendingPathComponent("spec.json").path, name: "eval-bart")
         defer { program.remove() }
         let weights = golden.appendingPathComponent("weights.safetensors").path
         let data = golden.appendingPathComponent("data.safetensors").path
@@ -39,7 +23,7 @@ struct EvalCommandTests {
 
         let base = ["--weights", weights, "--data", data, "--vocab", vocabPath, "--no-repeat-ngram-size", "0"]
         let common = base + ["--max-length", "4"]
-        let generated = try Self.run(program, ["generate"] + common + ["--predictions", program.file("p.jsonl")])
+        let generated = try program.execute(["generate"] + common + ["--predictions", program.file("p.jsonl")])
         #expect(generated.status == 0, "\(generated.errors)")
         let lines = try String(contentsOfFile: program.file("p.jsonl"), encoding: .utf8).split(separator: "\n")
         #expect(lines.count == 6)
@@ -67,25 +51,29 @@ struct EvalCommandTests {
         try references.write(toFile: referencesPath, atomically: true, encoding: .utf8)
         for (metric, expected) in [("exact", "exact accuracy 50.00% over 6 examples"), ("label", "label accuracy 50.00% over 6 examples"),
                                    ("vqa", "vqa accuracy 45.00% over 6 examples"), ("auto", "vqa accuracy 45.00% over 6 examples")] {
-            let result = try Self.run(program, ["eval"] + common + ["--references", referencesPath, "--metric", metric, "--predictions", program.file("e.jsonl")])
+            let result = try program.execute(["eval"] + common + ["--references", referencesPath, "--metric", metric, "--predictions", program.file("e.jsonl")])
             #expect(result.status == 0, "\(result.errors)")
-            #expect(result.out.contains(expected), "\(metric): \(result.out)")
+            #expect(result.output.contains(expected), "\(metric): \(result.output)")
         }
         let scored = try String(contentsOfFile: program.file("e.jsonl"), encoding: .utf8)
         #expect(scored.contains(#""id":"q0""#) && scored.contains(#""score":0.9"#) && scored.contains(#""score":0}"#), "\(scored)")
 
         // The errors a user meets first: one line each, exit 1, no predictions file written.
-        try (references.split(separator: "\n").prefix(2).joined(separator: "\n") + "\n").write(toFile: program.file("short.jsonl"), atomically: true, encoding: .utf8)
+        let referenceLines = references.split(separator: "\n")
+        try (referenceLines.prefix(2).joined(separator: "\n") + "\n").write(toFile: program.file("short.jsonl"), atomically: true, encoding: .utf8)
+        try (referenceLines.prefix(2).joined(separator: "\n") + "\n\n" + referenceLines.dropFirst(2).joined(separator: "\n") + "\n")
+            .write(toFile: program.file("blank.jsonl"), atomically: true, encoding: .utf8)
         let failures: [([String], String)] = [
             (["eval"] + common + ["--references", program.file("missing.jsonl")], "missing.jsonl: cannot open the references"),
             (["eval"] + common + ["--references", program.file("short.jsonl")], "short.jsonl: 2 references for 6 examples"),
+            (["eval"] + common + ["--references", program.file("blank.jsonl")], "blank.jsonl:3:1: empty line (one JSON object per example)"),
             (["eval", "--weights", weights, "--data", data, "--references", referencesPath], "error: eval needs --vocab to turn the generated tokens into text"),
             (["generate"] + common + ["--num-beams", "5"], "error: --num-beams 5 exceeds the program's batch size 4"),
             (["generate"] + base + ["--max-length", "10"], "error: --max-length 10: the program's decoder cache holds 8 positions"),
             (["generate"] + common + ["--classify", "yes,no"], "error: --classify: the vocabulary has no token for 'yes'"),
         ]
         for (arguments, message) in failures {
-            let result = try Self.run(program, arguments + ["--predictions", program.file("never.jsonl")])
+            let result = try program.execute(arguments + ["--predictions", program.file("never.jsonl")])
             #expect(result.status == 1, "\(arguments): \(result.errors)")
             #expect(result.errors.contains(message), "\(arguments): \(result.errors)")
             #expect(!FileManager.default.fileExists(atPath: program.file("never.jsonl")))

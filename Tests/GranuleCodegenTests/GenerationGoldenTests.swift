@@ -50,44 +50,14 @@ struct GenerationGoldenTests {
     /// @loss_train_step are never made: the passes work per function, so @encode and @decode_step
     /// are compiled exactly as `granule compile` compiles them, in a fraction of the time (the
     /// training functions of these full-fine-tuning specs take most of it).
-    struct Program {
-        let directory: URL
-        let path: String
-
-        init(spec path: String, name: String, onlyGeneration: Bool = true) throws {
-            directory = FileManager.default.temporaryDirectory.appendingPathComponent("granule-generate-\(name)-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let spec = try ModelSpec.load(path: path)
-            var module = try Lowering.lower(spec).module
-            if onlyGeneration { module.functions.removeAll { !["encode", "decode_step"].contains($0.name) } }
-            for pass in PassRegistry.modelPipeline.split(separator: ",") {
-                module = try PassManager([try #require(PassRegistry.make(String(pass)))]).run(module)
-            }
-            let program = try ProgramEmitter().emit(module, generation: spec.generationConfig)
-            let object = directory.appendingPathComponent("program.o").path
-            try LLVMToolchain().emitObject(program.llvmText, to: object)
-            self.path = directory.appendingPathComponent(name).path
-            try Linker(runtimeDirectory: packageRoot.appendingPathComponent("Runtime").path).link(object: object, output: self.path)
+    static func program(spec path: String, name: String, onlyGeneration: Bool = true) throws -> CompiledExecutable {
+        let spec = try ModelSpec.load(path: path)
+        var module = try Lowering.lower(spec).module
+        if onlyGeneration { module.functions.removeAll { !["encode", "decode_step"].contains($0.name) } }
+        for pass in PassRegistry.modelPipeline.split(separator: ",") {
+            module = try PassManager([try #require(PassRegistry.make(String(pass)))]).run(module)
         }
-
-        func file(_ name: String) -> String { directory.appendingPathComponent(name).path }
-
-        /// Runs the executable; its exit status and standard error.
-        func invoke(_ arguments: [String]) throws -> (status: Int32, errors: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: path)
-            process.arguments = arguments
-            process.environment = ["GRANULE_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"]
-            let errors = Pipe()
-            process.standardError = errors
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            let data = errors.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
-
-        func remove() { try? FileManager.default.removeItem(at: directory) }
+        return try CompiledExecutable(module, name: name, generation: spec.generationConfig)
     }
 
     @Test("MODEL generate decodes what transformers 4.2.1 decodes: greedy, beam search, n-gram bans, forced EOS, classify",
@@ -101,7 +71,7 @@ struct GenerationGoldenTests {
         let configurations = Self.array(Self.member(expected, "configurations"))
         try #require(configurations.count >= 8 && examples > batch, "\(name): a malformed expected.json")
 
-        let program = try Program(spec: directory.appendingPathComponent("spec.json").path, name: name)
+        let program = try Self.program(spec: directory.appendingPathComponent("spec.json").path, name: name)
         defer { program.remove() }
         let compiled = Date()
 
