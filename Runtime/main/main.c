@@ -43,7 +43,7 @@ enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
 #define DEFAULT_STEPS 10
 #define DEFAULT_WARMUP 2
 #define MAX_STEPS 100000
-#define PROFILE_ROWS 40 /* bench --profile: the longest steps shown */
+#define PROFILE_ROWS 40 /* bench --profile: the longest steps shown unless --profile-rows says */
 
 static void print_help(FILE *out, const char *program) {
     fprintf(out,
@@ -51,7 +51,7 @@ static void print_help(FILE *out, const char *program) {
             "  %s run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]\n"
             "  %s step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]\n"
             "  %s bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]\n"
-            "        [--threads N] [--json] [--profile]\n",
+            "        [--threads N] [--json] [--profile] [--profile-rows N]\n",
             program, program, program);
     train_print_usage(out, program);
     generate_print_usage(out, program);
@@ -86,11 +86,12 @@ static void print_help(FILE *out, const char *program) {
             "  --profile     bench: also print the time of every kernel and GEMM over the timed calls,\n"
             "                longest first (programs compiled with `granule compile --profile`; with\n"
             "                --json the table goes to stderr)\n"
+            "  --profile-rows N  bench --profile: list the N longest steps, 0 for all (default %d)\n"
             "  --help        this text\n"
             "  Options take their value as `--name VALUE` or `--name=VALUE`.\n"
             "\n"
             "exit status: 0 success, 1 error (one line `error: ...` on stderr), 2 usage error\n",
-            program, program, program, MAX_STEPS, DEFAULT_STEPS, MAX_STEPS, DEFAULT_WARMUP);
+            program, program, program, MAX_STEPS, DEFAULT_STEPS, MAX_STEPS, DEFAULT_WARMUP, PROFILE_ROWS);
 }
 
 
@@ -107,6 +108,7 @@ typedef struct options {
     int warmup; /* bench; -1 until given */
     bool json;  /* bench */
     bool profile; /* bench */
+    int profile_rows; /* bench; -1 until given, 0 for every step */
 } options;
 
 /* Parses a decimal integer in [low, high] strictly (digits only, at most 6 of them). */
@@ -142,7 +144,7 @@ static int parse_options(const char *program, const char *command, int argc, cha
         const char *value = gr_split_option(arg, name, sizeof name);
         const char *const known_run[] = {"--function", "--inputs", "--out", "--threads", NULL};
         const char *const known_step[] = {"--weights", "--batch", "--out", "--threads", NULL};
-        const char *const known_bench[] = {"--weights", "--batch", "--function", "--steps", "--warmup", "--threads", NULL};
+        const char *const known_bench[] = {"--weights", "--batch", "--function", "--steps", "--warmup", "--threads", "--profile-rows", NULL};
         int known = 0;
         const char *const *names = is_run ? known_run : is_bench ? known_bench : known_step;
         for (const char *const *k = names; *k != NULL; k++) known |= strcmp(name, *k) == 0;
@@ -161,6 +163,13 @@ static int parse_options(const char *program, const char *command, int argc, cha
                             : strcmp(name, "--batch") == 0   ? &o->batch
                             : strcmp(name, "--out") == 0     ? &o->out
                                                              : NULL;
+        if (strcmp(name, "--profile-rows") == 0) {
+            if (o->profile_rows >= 0) return command_usage_error(stderr, program, NULL, "option '%s' is given more than once", name);
+            if (parse_count(value, 0, MAX_STEPS, &o->profile_rows) != 0) {
+                return command_usage_error(stderr, program, NULL, "--profile-rows must be an integer in [0, %d], got '%s'", MAX_STEPS, value);
+            }
+            continue;
+        }
         if (strcmp(name, "--steps") == 0 || strcmp(name, "--warmup") == 0) {
             bool steps = strcmp(name, "--steps") == 0;
             int *count = steps ? &o->steps : &o->warmup;
@@ -187,6 +196,7 @@ static int parse_options(const char *program, const char *command, int argc, cha
         if (o->batch == NULL) return command_usage_error(stderr, program, NULL, "%s needs --batch FILE", command);
     }
     if (is_bench) {
+        if (o->profile_rows >= 0 && !o->profile) return command_usage_error(stderr, program, NULL, "--profile-rows needs --profile");
         if (o->steps < 0) o->steps = DEFAULT_STEPS;
         if (o->warmup < 0) o->warmup = DEFAULT_WARMUP;
         return EXIT_OK;
@@ -393,7 +403,7 @@ static void print_json_string(const char *text) {
 }
 
 /* The profiled steps of fn's program that ran, by time, with the GEMM / kernel split. */
-static void print_profile(const gr_function *fn, const gr_runtime *rt, int calls, FILE *out) {
+static void print_profile(const gr_function *fn, const gr_runtime *rt, int calls, int rows, FILE *out) {
     const gr_program *program = fn->program;
     int32_t count = gr_program_profile_count(program);
     int32_t *order = malloc(sizeof *order * (size_t)(count + 1));
@@ -419,7 +429,7 @@ static void print_profile(const gr_function *fn, const gr_runtime *rt, int calls
             calls == 1 ? "" : "s", (int)used, 1e3 * total / calls, total > 0 ? 100 * gemm / total : 0,
             total > 0 ? 100 * (total - gemm) / total : 0);
     fprintf(out, "   share    ms/call  step\n");
-    int32_t shown = used < PROFILE_ROWS ? used : PROFILE_ROWS;
+    int32_t shown = rows == 0 || used < rows ? used : rows;
     double rest = total;
     for (int32_t k = 0; k < shown; k++) {
         double seconds = gr_runtime_profile_seconds(rt, order[k]);
@@ -507,7 +517,7 @@ static int bench(const gr_function *fn, const options *o) {
         printf("peak RSS %.1f MiB\n", rss);
         if (has_loss(fn)) printf("loss: %.9g\n", loss);
     }
-    if (o->profile) print_profile(fn, rt, n, o->json ? stderr : stdout);
+    if (o->profile) print_profile(fn, rt, n, o->profile_rows < 0 ? PROFILE_ROWS : o->profile_rows, o->json ? stderr : stdout);
     status = EXIT_OK;
 done:
     if (status != EXIT_OK) fail(&err);
@@ -548,7 +558,7 @@ int main(int argc, char **argv) {
     if (!is_info && !is_bench && strcmp(command, "run") != 0 && strcmp(command, "step") != 0) {
         return command_usage_error(stderr, program_name, NULL, "unknown command '%s' (commands: run, step, bench, train, generate, eval, info)", command);
     }
-    options o = {.steps = -1, .warmup = -1};
+    options o = {.steps = -1, .warmup = -1, .profile_rows = -1};
     if (is_info) {
         for (int i = 2; i < argc; i++) {
             if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

@@ -423,6 +423,12 @@ static void test_bench_times_the_step_function(void) {
     run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--out", out, NULL});
     CHECK_EQ(o.status, 2);
     CHECK_CONTAINS(o.err, "error: bench: unknown option '--out'");
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--profile-rows", "5", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: --profile-rows needs --profile");
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--profile", "--profile-rows", "x", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: --profile-rows must be an integer in [0, 100000], got 'x'");
     run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, "--json", NULL});
     CHECK_EQ(o.status, 2);
     CHECK_CONTAINS(o.err, "error: step: unknown option '--json'");

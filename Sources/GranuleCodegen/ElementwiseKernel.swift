@@ -56,6 +56,34 @@ struct ElementwiseKernel {
                     remainder = ir.value("udiv i64 \(remainder), \(shape[axis])", "q")
                 }
             }
+            if root == nil, norm == nil, case .concatenated(let axis, let pieces, let shapes, let starts)? = source {
+                // A concat copied piece by piece: each element loads only its own piece, instead
+                // of every piece with clamped indices and selects.
+                for (piece, (pieceShape, start)) in zip(pieces, zip(shapes, starts)) {
+                    func copyRow(_ pieceLeading: [String], columns: Int, firstColumn: Int) {
+                        ir.loop(from: "0", to: String(columns), "j") { j in
+                            var evaluator = ElementEvaluator(kernel: self, ir: ir, shape: pieceShape, leading: pieceLeading, inner: j, row: row, buffers: slots, leaves: leaves)
+                            let element = evaluator.load(piece, dtype: type.dtype, index: pieceLeading + [j])
+                            let column = firstColumn == 0 ? j : ir.value("add nsw i64 \(j), \(firstColumn)")
+                            let offset = ir.value("add nsw i64 \(ir.value("mul nsw i64 \(row), \(innerCount)")), \(column)")
+                            let address = ir.value("getelementptr inbounds \(type.dtype.llvm), ptr %buf1, i64 \(offset)", "p")
+                            ir.emit("store \(type.dtype.llvm) \(element), ptr \(address)")
+                            slots = evaluator.kernelBuffers
+                        }
+                    }
+                    if axis == rank - 1 {
+                        copyRow(leading, columns: pieceShape[axis], firstColumn: start)
+                    } else {
+                        let local = start == 0 ? leading[axis] : ir.value("sub nsw i64 \(leading[axis]), \(start)")
+                        ir.when(ir.value("icmp ult i64 \(local), \(pieceShape[axis])", "in")) {
+                            var pieceLeading = leading
+                            pieceLeading[axis] = local
+                            copyRow(pieceLeading, columns: innerCount, firstColumn: 0)
+                        }
+                    }
+                }
+                return
+            }
             ir.loop(from: "0", to: String(innerCount), "j") { j in
                 var evaluator = ElementEvaluator(kernel: self, ir: ir, shape: shape, leading: leading, inner: j, row: row, buffers: slots, leaves: leaves)
                 let element = root.map { evaluator.computeRoot($0) }

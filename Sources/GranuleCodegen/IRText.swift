@@ -83,6 +83,13 @@ final class IRText {
         return slot
     }
 
+    /// A stack array of `count` elements of `type` (uninitialised), e.g. per-lane accumulators.
+    func array(_ type: String, count: Int) -> String {
+        let slot = fresh("arr")
+        allocas.append("  \(slot) = alloca [\(count) x \(type)], align 64")
+        return slot
+    }
+
     /// Starts the function body (`entry:`).
     func begin() {
         instructions = ["entry:"]

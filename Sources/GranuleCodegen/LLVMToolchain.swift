@@ -1,4 +1,5 @@
 import CLLVM
+import Foundation
 import Glibc
 import GranuleIR
 
@@ -16,11 +17,16 @@ public struct LLVMToolchain: Sendable {
 
     public init(targetCPU: String? = nil) { self.targetCPU = targetCPU }
 
-    static func initializeTargets() {
+    /// Registers the native target once per process (Swift runs a static's initialiser once,
+    /// thread-safely; LLVM's registration is not meant to race).
+    private static let targetsInitialized: Bool = {
         LLVMInitializeNativeTarget()
         LLVMInitializeNativeAsmPrinter()
         LLVMInitializeNativeAsmParser()
-    }
+        return true
+    }()
+
+    static func initializeTargets() { _ = targetsInitialized }
 
     /// Parses and verifies `text` into a new module owned by `context`.
     static func parse(_ text: String, context: LLVMContextRef) throws(Diagnostic) -> LLVMModuleRef {
@@ -104,15 +110,65 @@ public struct LLVMToolchain: Sendable {
     /// Compiles `text` to a relocatable object file at `path`.
     public func emitObject(_ text: String, to path: String) throws(Diagnostic) {
         try withOptimizedModule(text) { module, machine throws(Diagnostic) in
-            var message: UnsafeMutablePointer<CChar>?
-            let failed = path.withCString { cPath in
-                LLVMTargetMachineEmitToFile(machine, module, cPath, LLVMObjectFile, &message)
+            try LLVMToolchain.write(module, machine: machine, to: path)
+        }
+    }
+
+    /// Compiles `text` into `parts` object files (`<pathPrefix>.<i>.o`) on as many threads, each
+    /// holding a share of the kernels and entry functions (`ModulePartition`); returns their paths.
+    public func emitObjects(_ text: String, pathPrefix: String, parts: Int) throws(Diagnostic) -> [String] {
+        let count = max(1, parts)
+        let paths = (0..<count).map { "\(pathPrefix).\($0).o" }
+        LLVMToolchain.initializeTargets()
+        let failures = FailureSlots(count: count)
+        let toolchain = self
+        // Threads of our own with large stacks: LLVM's code generation recurses deeply on the big
+        // entry functions, more than a dispatch worker's stack is sized for.
+        let finished = DispatchSemaphore(value: 0)
+        for index in 0..<count {
+            let thread = Thread {
+                defer { finished.signal() }
+                do throws(Diagnostic) {
+                    try toolchain.compilePart(text, part: ModulePartition(index: index, count: count), to: paths[index])
+                } catch {
+                    failures.record(error, at: index)
+                }
             }
-            if failed != 0 {
-                let detail = message.map { String(cString: $0) } ?? ""
-                LLVMDisposeMessage(message)
-                throw Diagnostic(file: path, "cannot write the object file: \(detail)")
-            }
+            thread.stackSize = LLVMToolchain.compileThreadStackBytes
+            thread.start()
+        }
+        for _ in 0..<count { finished.wait() }
+        if let failure = failures.first {
+            for path in paths { try? FileManager.default.removeItem(atPath: path) }
+            throw failure
+        }
+        return paths
+    }
+
+    static let compileThreadStackBytes = 64 << 20
+
+    /// Parses `text` into a context of its own, keeps `part`'s share, optimises and writes it.
+    func compilePart(_ text: String, part: ModulePartition, to path: String) throws(Diagnostic) {
+        let context = LLVMContextCreate()
+        defer { LLVMContextDispose(context) }
+        let module = try LLVMToolchain.parse(text, context: context!)
+        defer { LLVMDisposeModule(module) }
+        part.apply(to: module)
+        let machine = try makeTargetMachine()
+        defer { LLVMDisposeTargetMachine(machine) }
+        try optimize(module, machine: machine)
+        try LLVMToolchain.write(module, machine: machine, to: path)
+    }
+
+    static func write(_ module: LLVMModuleRef, machine: LLVMTargetMachineRef, to path: String) throws(Diagnostic) {
+        var message: UnsafeMutablePointer<CChar>?
+        let failed = path.withCString { cPath in
+            LLVMTargetMachineEmitToFile(machine, module, cPath, LLVMObjectFile, &message)
+        }
+        if failed != 0 {
+            let detail = message.map { String(cString: $0) } ?? ""
+            LLVMDisposeMessage(message)
+            throw Diagnostic(file: path, "cannot write the object file: \(detail)")
         }
     }
 
@@ -129,5 +185,26 @@ public struct LLVMToolchain: Sendable {
         let message = LLVMGetErrorMessage(error)
         defer { LLVMDisposeErrorMessage(message) }
         return String(cString: message!)
+    }
+}
+
+/// The errors of `emitObjects`' threads, one slot per part.
+private final class FailureSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Diagnostic?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func record(_ error: Diagnostic, at index: Int) {
+        lock.lock()
+        slots[index] = error
+        lock.unlock()
+    }
+
+    /// The lowest part's error, so that the reported error does not depend on thread timing.
+    var first: Diagnostic? {
+        lock.lock()
+        defer { lock.unlock() }
+        return slots.compactMap { $0 }.first
     }
 }

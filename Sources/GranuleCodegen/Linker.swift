@@ -1,12 +1,11 @@
 import Foundation
 import GranuleIR
 
-/// Links a compiled program's object file with the C runtime into a standalone executable:
-/// `cc -O2 program.o Runtime/src/*.c Runtime/main/*.c -lopenblas -lz -lm -lpthread` (`main/` holds
-/// the command line: `main.c` and the commands it dispatches to, such as `train.c`).
-///
-/// The runtime is compiled from source each time (about a second) so that the executable needs
-/// nothing of Granule at run time; `$CC` picks the compiler.
+/// Links a compiled program's object files with the C runtime into a standalone executable:
+/// `cc program.o... runtime objects -lopenblas -lz -lm -lpthread`. The runtime objects come from
+/// `RuntimeCache` (`Runtime/src/*.c` and `Runtime/main/*.c`, the command line of compiled programs,
+/// compiled once per content), so the executable needs nothing of Granule at run time; `$CC`
+/// picks the compiler.
 public struct Linker: Sendable {
     public var runtimeDirectory: String
 
@@ -32,22 +31,14 @@ public struct Linker: Sendable {
         throw Diagnostic("cannot find Granule's C runtime (Runtime/include/granule_runtime.h); set GRANULE_RUNTIME to its directory")
     }
 
-    public func link(object: String, output: String) throws(Diagnostic) {
+    public func link(objects: [String], output: String) throws(Diagnostic) {
         let fileManager = FileManager.default
-        let sources = ((try? fileManager.contentsOfDirectory(atPath: "\(runtimeDirectory)/src")) ?? [])
-            .filter { $0.hasSuffix(".c") }.sorted().map { "\(runtimeDirectory)/src/\($0)" }
-        guard !sources.isEmpty else { throw Diagnostic(file: runtimeDirectory, "no runtime sources in src/") }
-        let commandLine = ((try? fileManager.contentsOfDirectory(atPath: "\(runtimeDirectory)/main")) ?? [])
-            .filter { $0.hasSuffix(".c") }.sorted().map { "\(runtimeDirectory)/main/\($0)" }
-        guard commandLine.contains("\(runtimeDirectory)/main/main.c") else {
-            throw Diagnostic(file: runtimeDirectory, "no main/main.c (the command line of compiled programs)")
-        }
         let compiler = ProcessInfo.processInfo.environment["CC"] ?? "cc"
+        let scratch = output + ".tmp-runtime"
+        defer { try? fileManager.removeItem(atPath: scratch) }
+        let runtimeObjects = try RuntimeCache(runtimeDirectory: runtimeDirectory, compiler: compiler).objects(scratch: scratch)
         let temporary = output + ".tmp-link"
-        let arguments = [
-            "-std=c11", "-O2", "-D_GNU_SOURCE", "-I\(runtimeDirectory)/include", "-I\(runtimeDirectory)/src",
-            object,
-        ] + sources + commandLine + ["-o", temporary, "-lopenblas", "-lz", "-lm", "-lpthread"]
+        let arguments = objects + runtimeObjects + ["-o", temporary, "-lopenblas", "-lz", "-lm", "-lpthread"]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [compiler] + arguments

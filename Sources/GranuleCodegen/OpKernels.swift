@@ -117,6 +117,65 @@ struct OpKernel {
 
     // MARK: reductions
 
+    /// Outputs processed together by `reduceLeadingAxes`: one row of double accumulators.
+    static let reductionBlock = 64
+
+    /// A sum or mean over the leading axes (a bias or norm-weight gradient: `[B, T, D] → [D]`),
+    /// in blocks of `reductionBlock` outputs: for each reduced index in order, the block's
+    /// contiguous input elements are added to per-output double accumulators, a loop LLVM
+    /// vectorizes. The generic nest would walk each output's column with a stride of a whole row.
+    /// Same order of additions as the generic nest, so the same result.
+    private func reduceLeadingAxes(_ ir: IRText, _ slots: inout [Value], x: TensorType, reducedAxes: Int) -> Int {
+        let block = OpKernel.reductionBlock
+        let outputs = x.shape[reducedAxes...].reduce(1, *)
+        let reducedCount = x.shape[..<reducedAxes].reduce(1, *)
+        let accumulators = ir.array("double", count: block)
+        ir.loop(from: "%begin", to: "%end", "b") { b in
+            let first = mul(ir, b, block)
+            let remaining = ir.value("sub nsw i64 \(outputs), \(first)")
+            let count = ir.value("select i1 \(ir.value("icmp slt i64 \(remaining), \(block)")), i64 \(remaining), i64 \(block)")
+            ir.loop(from: "0", to: count, "z") { j in
+                ir.emit("store double 0.0, ptr \(ir.value("getelementptr inbounds double, ptr \(accumulators), i64 \(j)", "acc"))")
+            }
+            ir.loop(from: "0", to: String(reducedCount), "r") { r in
+                // The reduced axes' indices of r (for a fused input's expression).
+                var leading: [String] = []
+                var remainder = r
+                for axis in stride(from: reducedAxes - 1, through: 0, by: -1) {
+                    if axis == 0 {
+                        leading.insert(remainder, at: 0)
+                    } else {
+                        leading.insert(ir.value("urem i64 \(remainder), \(x.shape[axis])", "ix"), at: 0)
+                        remainder = ir.value("udiv i64 \(remainder), \(x.shape[axis])", "q")
+                    }
+                }
+                let rowBase = mul(ir, r, outputs)
+                ir.loop(from: "0", to: count, "j") { j in
+                    let o = add(ir, first, j)
+                    let element: String
+                    if let fused = fusedInput {
+                        let host = ElementwiseKernel(schedule: fused.schedule, module: module, name: name, opIds: fused.opIds)
+                        var evaluator = ElementEvaluator(
+                            kernel: host, ir: ir, shape: x.shape, leading: leading, inner: o, row: r, buffers: slots, leaves: fused.leaves)
+                        element = evaluator.evaluate(op.operands[0])
+                        slots = evaluator.kernelBuffers
+                    } else {
+                        element = load(ir, x.dtype, "%buf2", add(ir, rowBase, o))
+                    }
+                    let address = ir.value("getelementptr inbounds double, ptr \(accumulators), i64 \(j)", "acc")
+                    let sum = ir.value("fadd double \(ir.value("load double, ptr \(address)")), \(widen(ir, x.dtype, element))")
+                    ir.emit("store double \(sum), ptr \(address)")
+                }
+            }
+            ir.loop(from: "0", to: count, "j") { j in
+                var result = ir.value("load double, ptr \(ir.value("getelementptr inbounds double, ptr \(accumulators), i64 \(j)", "acc"))")
+                if op.opcode == .reduceMean { result = ir.value("fdiv double \(result), \(llvmFloat(Double(reducedCount), .f64))") }
+                store(ir, x.dtype, narrow(ir, x.dtype, result), "%buf1", add(ir, first, j))
+            }
+        }
+        return (outputs + block - 1) / block
+    }
+
     /// `slots` starts as [output]; a fused input's expression appends the buffers it reads.
     private func reduce(_ ir: IRText, _ slots: inout [Value]) throws(Diagnostic) -> Int {
         let x = type(op.operands[0])
@@ -126,6 +185,11 @@ struct OpKernel {
         let kept = x.shape.indices.filter { !axes.contains($0) }
         let outputs = kept.reduce(1) { $0 * x.shape[$1] }
         let reducedCount = axes.reduce(1) { $0 * x.shape[$1] }
+        if dtype.isFloat, op.opcode != .reduceMax, let first = kept.first, first > 0, axes.sorted() == Array(0..<first),
+            kept == Array(first..<x.rank), fusedInput == nil || kept.count == 1, outputs >= 16
+        {
+            return reduceLeadingAxes(ir, &slots, x: x, reducedAxes: first)
+        }
         ir.loop(from: "%begin", to: "%end", "o") { o in
             // The kept indices of output element o → the base offset in x.
             var base = "0"

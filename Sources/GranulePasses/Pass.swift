@@ -32,7 +32,7 @@ public struct PassConfiguration: Sendable {
 
 /// The passes that can be named in a pipeline.
 public enum PassRegistry {
-    public static let names = ["merge-matmuls", "merge-shared-matmuls", "autodiff", "adamw", "narrow-slices", "simplify", "cse", "dce"]
+    public static let names = ["merge-matmuls", "merge-shared-matmuls", "autodiff", "adamw", "narrow-slices", "pads-to-concat", "simplify", "cse", "dce"]
 
     /// The pipeline `granule compile` and `granule stats` run on a lowered model spec. It merges
     /// only wide groups (`merge-shared-matmuls`: seven or more linear layers on one input — the
@@ -40,7 +40,8 @@ public enum PassRegistry {
     /// encoder output): measured CPU-neutral on BART-base VL-PET-large (+36 MB for the weight
     /// concat). Merging every group (`merge-matmuls`) concatenates frozen weights per layer every
     /// step and measured slower and 170 MB larger.
-    public static let modelPipeline = "merge-shared-matmuls,autodiff,narrow-slices,adamw,simplify,cse,dce"
+    /// `pads-to-concat` then turns the merged GEMM's input gradient (a sum of pads) into a concat.
+    public static let modelPipeline = "merge-shared-matmuls,autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,dce"
 
     public static func make(_ name: String, configuration: PassConfiguration = PassConfiguration()) -> (any ModulePass)? {
         switch name {
@@ -49,6 +50,7 @@ public enum PassRegistry {
         case "autodiff": Autodiff(extraGradientInputs: configuration.extraGradientInputs)
         case "adamw": AdamW()
         case "narrow-slices": NarrowSlicedMatmuls()
+        case "pads-to-concat": ConcatDisjointPads()
         case "simplify": Simplify()
         case "cse": CommonSubexpressionElimination()
         case "dce": DeadCodeElimination()

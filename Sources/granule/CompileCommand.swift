@@ -49,9 +49,12 @@ struct CompileCommand: ParsableCommand {
 
     @Option(name: .shortAndLong, help: "The executable to write.") var output: String
 
-    @Option(help: "Passes before code generation (specs default to merge-shared-matmuls,autodiff,narrow-slices,adamw,simplify,cse,dce).") var passes: String?
+    @Option(help: "Passes before code generation (specs default to merge-shared-matmuls,autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,dce).") var passes: String?
 
     @Option(help: "The CPU to optimise for (default: this machine's).") var targetCPU: String?
+
+    @Option(help: "Threads for LLVM's optimisation and code generation, each compiling a share of the kernels (default: the CPUs online).")
+    var jobs: Int?
 
     @Flag(help: "Also write the generated LLVM IR next to the executable (OUTPUT.ll) and the schedule (OUTPUT.schedule).")
     var emitLLVM = false
@@ -59,16 +62,19 @@ struct CompileCommand: ParsableCommand {
     @Flag(help: "Time every kernel and GEMM (`MODEL bench --profile` prints them); off by default, it costs a clock read per step.")
     var profile = false
 
+    func validate() throws {
+        if let jobs, jobs < 1 || jobs > 256 { throw ValidationError("--jobs must be in [1, 256], got \(jobs)") }
+    }
+
     func run() throws {
         try runReportingErrors {
             let started = Date()
             let (module, generation) = try loadProgram(input, passes: passes)
             let program = try ProgramEmitter(profile: profile).emit(module, generation: generation)
-            let object = output + ".o"
-            try LLVMToolchain(targetCPU: targetCPU).emitObject(program.llvmText, to: object)
-            defer { try? FileManager.default.removeItem(atPath: object) }
             let runtime = try Linker.locateRuntime(executablePath: CommandLine.arguments[0])
-            try Linker(runtimeDirectory: runtime).link(object: object, output: output)
+            let builder = ExecutableBuilder(
+                toolchain: LLVMToolchain(targetCPU: targetCPU), linker: Linker(runtimeDirectory: runtime), jobs: jobs ?? ExecutableBuilder.onePerCPU)
+            try builder.build(llvmText: program.llvmText, output: output)
             if emitLLVM {
                 try writeAtomically(program.llvmText, to: output + ".ll")
                 try writeAtomically(program.functions.map { "@\($0.name):\n\($0.schedule)\n" }.joined(separator: "\n"), to: output + ".schedule")
@@ -87,7 +93,7 @@ struct StatsCommand: ParsableCommand {
 
     @Argument(help: "A model spec (.json) or an IR file (.tir).") var input: String
 
-    @Option(help: "Passes before code generation (specs default to merge-shared-matmuls,autodiff,narrow-slices,adamw,simplify,cse,dce).") var passes: String?
+    @Option(help: "Passes before code generation (specs default to merge-shared-matmuls,autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,dce).") var passes: String?
 
     @Flag(help: "Also print the schedule: each kernel with the ops it fuses, and the arena offset of every buffer.")
     var schedule = false

@@ -16,10 +16,9 @@ struct CompiledExecutable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("granule-aot-\(name)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let program = try ProgramEmitter(profile: profile).emit(module, generation: generation)
-        let object = directory.appendingPathComponent("program.o").path
-        try LLVMToolchain().emitObject(program.llvmText, to: object)
         path = directory.appendingPathComponent(name).path
-        try Linker(runtimeDirectory: packageRoot.appendingPathComponent("Runtime").path).link(object: object, output: path)
+        try ExecutableBuilder(toolchain: LLVMToolchain(), linker: Linker(runtimeDirectory: packageRoot.appendingPathComponent("Runtime").path))
+            .build(llvmText: program.llvmText, output: path)
     }
 
     func file(_ name: String) -> String { directory.appendingPathComponent(name).path }

@@ -33,6 +33,12 @@ func benchProfile() throws {
     #expect(errors.contains("f: gemm %y = 1 × [64×48]·[48×8]"), "\(errors)")
     #expect(errors.contains("f: kernel f0_k1: elementwise %a"), "\(errors)")
 
+    // --profile-rows N lists the N longest steps and sums up the rest.
+    let (shortStatus, shortTable) = try profiled.invoke(arguments + ["--profile-rows", "1"])
+    #expect(shortStatus == 0, "\(shortTable)")
+    #expect(shortTable.split(separator: "\n").filter { $0.contains("  f: ") }.count == 1, "\(shortTable)")
+    #expect(shortTable.contains("(2 more steps)"), "\(shortTable)")
+
     let plain = try CompiledExecutable(module, name: "plain")
     defer { plain.remove() }
     let refused = try plain.invoke(arguments)
