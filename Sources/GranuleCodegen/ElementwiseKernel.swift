@@ -432,13 +432,17 @@ struct ElementEvaluator {
         }
     }
 
-    private func dropout(_ op: Operation, _ x: String, _ seed: String, _ type: TensorType) -> String {
+    private mutating func dropout(_ op: Operation, _ x: String, _ seed: String, _ type: TensorType) -> String {
         let rate = (try? op.attributes.float("rate")) ?? 0
         let offset = (try? op.attributes.int("offset")) ?? 0
         guard rate > 0 else { return x }
         let index = linearIndex(type.shape)
         module.usePhilox()
-        let word = ir.value("call i32 @gr.philox_word(i64 \(seed), i64 \(offset), i64 \(index))")
+        // The offset arrives through the context, not as a literal, so that the dropout kernels of
+        // every layer are one kernel: LLVM then compiles each shape's Philox code once.
+        let offsetSlot = slot(KernelImmediate.value(offset))
+        let offsetValue = ir.value("ptrtoint ptr \(offsetSlot) to i64", "offset")
+        let word = ir.value("call i32 @gr.philox_word(i64 \(seed), i64 \(offsetValue), i64 \(index))")
         let high = ir.value("lshr i32 \(word), 8")
         let keep = ir.value("fcmp oge double \(ir.value("uitofp i32 \(high) to double")), \(llvmFloat(rate * 16777216.0, .f64))")
         let t = type.dtype.llvm
@@ -447,4 +451,20 @@ struct ElementEvaluator {
         let narrowed = type.dtype == .f64 ? scaled : ir.value("fptrunc double \(scaled) to \(t)")
         return ir.value("select i1 \(keep), \(t) \(narrowed), \(t) \(zero(type.dtype))")
     }
+}
+
+/// Integers a kernel reads from its context like buffer pointers (`ptrtoint` of the slot), so that
+/// kernels differing only in such a constant share one LLVM function. They are keyed by Values in
+/// a negative range no value of a function (nor `copyToResult`'s stand-ins, -1 - slot) reaches;
+/// the entry function stores `inttoptr (i64 n to ptr)` in their slots.
+enum KernelImmediate {
+    static let base = -(1 << 62)
+
+    static func value(_ integer: Int) -> Value {
+        precondition(integer >= 0 && integer < 1 << 61, "kernel immediate out of range: \(integer)")
+        return Value(base + integer)
+    }
+
+    /// The integer `value` stands for, if it is an immediate.
+    static func integer(_ value: Value) -> Int? { value.id < -(1 << 61) ? value.id - base : nil }
 }

@@ -126,6 +126,7 @@ struct FunctionEmitter {
         let parameterCount = function.parameters.count
         func pointer(_ value: Value) -> String {
             if let known = pointers[value] { return known }
+            if let integer = KernelImmediate.integer(value) { return "inttoptr (i64 \(integer) to ptr)" }
             guard value.id >= 0 else { return "null" }
             let name: String
             switch plan.locations[value] {
