@@ -12,7 +12,10 @@ LoRA, at batch 4 and 32 (20 text + 36 visual encoder tokens, 10 decoder tokens),
   `loss.backward()`, `clip_grad_norm_`, `torch.optim.AdamW.step()`),
 * the forward-only loss (@loss; PyTorch under `torch.no_grad()`),
 * greedy generation of 10 tokens (Granule's `MODEL generate`: @encode + 10 × @decode_step;
-  PyTorch: bench/torch_generate.py, greedy decoding with a KV cache on the reference modules),
+  PyTorch: bench/torch_generate.py, greedy decoding with a KV cache on the reference modules;
+  and Hugging Face's own `generate`: bench/hf_generate.py, the reference encoder then
+  `generate(encoder_outputs=...)` on the Hugging Face model holding the same weights, whose
+  decoder lacks the PET deltas — in its favour; generation rows also get "ratio_to_hf_generate"),
 
 plus the row `bench/run --quick` measures alone: the BART-base VL-PET-large training step without
 optimizer (@loss_grad: forward + backward) at batch 4. Systems: Granule's compiled binary,
@@ -534,6 +537,11 @@ def commands(w: Workload, files: dict, args, system: str, first_round: bool) -> 
             return cmd + (["--checkpoint", files["override"]] if "override" in files else [])
         return [m.program, "bench", "--function", w.function, "--weights", m.weights, "--batch", files["granule_batch"],
                 "--steps", args.steps, "--warmup", args.warmup, "--threads", t, "--json"]
+    if system == "hf-generate":
+        cmd = [sys.executable, ROOT / "bench" / "hf_generate.py", "--spec", m.spec, "--weights", m.weights,
+               "--batch", m.batch_file, "--new-tokens", GEN_TOKENS, "--steps", args.steps, "--warmup", args.warmup,
+               "--threads", t]
+        return cmd + (["--override", files["override"]] if "override" in files else [])
     if w.task == "generate":
         cmd = [sys.executable, ROOT / "bench" / "torch_generate.py", "--spec", m.spec, "--weights", m.weights,
                "--batch", m.batch_file, "--max-length", GEN_TOKENS + 1, "--steps", args.steps, "--warmup", args.warmup,
@@ -739,6 +747,12 @@ def measure(w: Workload, args, env: dict, systems: list[str], granule: Path, sta
             row["round_ratio_to_eager"] = [round(a["median_ms"] / b["median_ms"], 3)
                                            for a, b in zip(results, rounds["pytorch-eager"])]
         rows.append(row)
+    if pooled.get("hf-generate"):
+        # Issue 5's generation target is stated against Hugging Face's generate.
+        hf_median = median(pooled["hf-generate"])
+        for row in rows:
+            if row.get("median_ms") is not None:
+                row["ratio_to_hf_generate"] = round(row["median_ms"] / hf_median, 3)
     return rows
 
 
@@ -867,6 +881,7 @@ def main() -> None:
         for task in tasks:
             w = Workload(model, task)
             use = systems + (["pytorch-compile"] if args.torch_compile and task != "generate" else [])
+            use += ["hf-generate"] if task == "generate" else []
             rows += measure(w, args, env, use, granule, started, state)
             args.results.write_text(json.dumps(rows, indent=2) + "\n")       # after every workload
 
