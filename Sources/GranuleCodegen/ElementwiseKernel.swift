@@ -3,7 +3,8 @@ import GranuleIR
 /// Emits an elementwise kernel: `root` — or the elements a leaf describes — evaluated at every
 /// element of the output shape, parallel over rows (all axes but the last), the last axis as the
 /// inner loop so that LLVM vectorizes it. Inlined producers are evaluated in registers; leaves
-/// are loaded through their layouts (views), with clamped indices and selects for pads and concats.
+/// are loaded through their layouts (views), with clamped indices and selects for pads and concats
+/// read inside an expression. A concat that is only copied is copied piece by piece instead.
 struct ElementwiseKernel {
     let schedule: Schedule
     let module: ModuleText

@@ -122,8 +122,8 @@ public struct LLVMToolchain: Sendable {
         LLVMToolchain.initializeTargets()
         let failures = FailureSlots(count: count)
         let toolchain = self
-        // Threads of our own with large stacks: LLVM's code generation recurses deeply on the big
-        // entry functions, more than a dispatch worker's stack is sized for.
+        // Threads of our own with 64 MiB stacks, so that LLVM's recursion on the large entry
+        // functions never depends on the stack size of whatever pool thread calls this.
         let finished = DispatchSemaphore(value: 0)
         for index in 0..<count {
             let thread = Thread {

@@ -20,12 +20,15 @@ import GranuleIR
 public struct RuntimeCache: Sendable {
     public var runtimeDirectory: String
     public var compiler: String
+    /// Where the objects are kept; nil: compile into the caller's scratch directory every time.
+    public var cacheDirectory: String?
 
     static let flags = ["-std=c11", "-O2", "-D_GNU_SOURCE"]
 
-    public init(runtimeDirectory: String, compiler: String) {
+    public init(runtimeDirectory: String, compiler: String, cacheDirectory: String? = RuntimeCache.defaultCacheDirectory()) {
         self.runtimeDirectory = runtimeDirectory
         self.compiler = compiler
+        self.cacheDirectory = cacheDirectory
     }
 
     /// The runtime's object files, compiling them first when this content has none cached.
@@ -34,7 +37,7 @@ public struct RuntimeCache: Sendable {
         let sources = try sourceFiles()
         let key = try cacheKey(sources: sources)
         let fileManager = FileManager.default
-        if let cache = RuntimeCache.cacheDirectory() {
+        if let cache = cacheDirectory {
             let final = "\(cache)/runtime-\(key)"
             if let cached = RuntimeCache.completeObjects(in: final, sources: sources) { return cached }
             if (try? fileManager.createDirectory(atPath: cache, withIntermediateDirectories: true)) != nil {
@@ -135,7 +138,7 @@ public struct RuntimeCache: Sendable {
         return objects.allSatisfy { FileManager.default.fileExists(atPath: $0) } ? objects : nil
     }
 
-    static func cacheDirectory() -> String? {
+    public static func defaultCacheDirectory() -> String? {
         let environment = ProcessInfo.processInfo.environment
         if let configured = environment["GRANULE_CACHE_DIR"], !configured.isEmpty { return configured }
         if let xdg = environment["XDG_CACHE_HOME"], !xdg.isEmpty { return "\(xdg)/granule" }
