@@ -53,7 +53,7 @@ struct CompileCommand: ParsableCommand {
 
     @Option(help: "The CPU to optimise for (default: this machine's).") var targetCPU: String?
 
-    @Option(help: "Threads for LLVM's optimisation and code generation, each compiling a share of the kernels (default: the CPUs online).")
+    @Option(help: "Threads for LLVM's optimisation and code generation, each compiling a share of the kernels (default: the CPUs online, at most 8).")
     var jobs: Int?
 
     @Flag(help: "Also write the generated LLVM IR next to the executable (OUTPUT.ll) and the schedule (OUTPUT.schedule).")
