@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from transformers.modeling_outputs import BaseModelOutput
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from torch_step import cpu_ms, load_batch, load_weights, median_of, model_from_spec, rss_mib  # noqa: E402
+from torch_generate import generation_batch, generation_model, timed_calls, timing_summary  # noqa: E402
+from torch_step import rss_mib  # noqa: E402
 
 
 def main() -> None:
@@ -51,19 +51,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model, _ = model_from_spec(args.spec)
-    load_weights(model, args.weights)
-    model.hf.eval()
-    if args.override is not None:
-        targets = dict(model.named_params())
-        targets.update(model.named_buffers_contract())
-        with safe_open(str(args.override), framework="pt") as f, torch.no_grad():
-            for name in f.keys():
-                if name not in targets:
-                    raise SystemExit(f"hf_generate: --override: no weight named {name}")
-                targets[name].copy_(f.get_tensor(name).reshape(targets[name].shape))
-    batch = {k: v for k, v in load_batch(args.batch).items()
-             if k in ("input_ids", "attention_mask", "vis_feats", "vis_boxes")}
+    model = generation_model(args.spec, args.weights, args.override, "hf_generate")
+    batch = generation_batch(args.batch)
     generation = dict(num_beams=1, do_sample=False, use_cache=True, max_new_tokens=args.new_tokens,
                       min_new_tokens=args.new_tokens, no_repeat_ngram_size=0, forced_bos_token_id=None,
                       forced_eos_token_id=None, early_stopping=False, length_penalty=1.0)
@@ -75,33 +64,16 @@ def main() -> None:
         return model.hf.generate(encoder_outputs=BaseModelOutput(last_hidden_state=encoded),
                                  attention_mask=mask.to(torch.long), **generation)
 
-    times, cpu, starts = [], [], []
-    sequences = None
     with torch.no_grad():
-        for i in range(args.warmup + args.steps):
-            cpu_start = cpu_ms()
-            monotonic_start = time.monotonic() * 1e3
-            start = time.perf_counter()
-            sequences = call()
-            elapsed = (time.perf_counter() - start) * 1e3
-            cpu_elapsed = cpu_ms() - cpu_start
-            if i >= args.warmup:
-                times.append(elapsed)
-                cpu.append(cpu_elapsed)
-                starts.append(monotonic_start)
+        times, cpu, starts, sequences = timed_calls(call, args.warmup, args.steps)
     generated = int(sequences.shape[1]) - 1  # after the decoder start token
     if generated != args.new_tokens:
         raise SystemExit(f"hf_generate: generate returned {generated} new tokens, expected {args.new_tokens}")
 
-    s = sorted(times)
-    n = len(s)
     print(json.dumps({
         "torch": torch.__version__, "threads": torch.get_num_threads(), "function": "hf-generate",
-        "compiled": False, "warmup": args.warmup, "steps": n, "new_tokens": args.new_tokens,
-        "median_ms": round(median_of(times), 3), "min_ms": round(s[0], 3), "max_ms": round(s[-1], 3),
-        "mean_ms": round(sum(s) / n, 3), "cpu_ms": round(median_of(cpu), 3), "times_ms": [round(t, 3) for t in times],
-        "starts_ms": [round(t, 3) for t in starts],
-        "peak_rss_mb": round(rss_mib(), 1), "rss_after_setup_mb": round(rss_setup, 1), "setup_s": round(setup_s, 2),
+        "compiled": False, "warmup": args.warmup, "new_tokens": args.new_tokens, **timing_summary(times, cpu, starts),
+        "rss_after_setup_mb": round(rss_setup, 1), "setup_s": round(setup_s, 2),
         "generated_tokens": [generated] * int(sequences.shape[0]),
     }))
 

@@ -194,6 +194,54 @@ def check_against_full_forward(model, greedy: Greedy, batch: dict, max_length: i
             "ok": mismatches == 0 and worst < 1e-4}
 
 
+def generation_model(spec: Path, weights: Path, override: Path | None, tool: str):
+    """The reference model on `weights`, with `override`'s tensors replacing those of the same names."""
+    model, _ = model_from_spec(spec)
+    load_weights(model, weights)
+    model.hf.eval()
+    if override is not None:
+        targets = dict(model.named_params())
+        targets.update(model.named_buffers_contract())
+        with safe_open(str(override), framework="pt") as f, torch.no_grad():
+            for name in f.keys():
+                if name not in targets:
+                    raise SystemExit(f"{tool}: --override: no weight named {name}")
+                targets[name].copy_(f.get_tensor(name).reshape(targets[name].shape))
+    return model
+
+
+def generation_batch(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_batch(path).items() if k in ("input_ids", "attention_mask", "vis_feats", "vis_boxes")}
+
+
+def timed_calls(call, warmup: int, steps: int):
+    """Runs `call` warmup + steps times; returns the timed calls' ms, CPU ms, monotonic starts and
+    the last call's result."""
+    times, cpu, starts = [], [], []
+    result = None
+    for i in range(warmup + steps):
+        cpu_start = cpu_ms()
+        monotonic_start = time.monotonic() * 1e3
+        start = time.perf_counter()
+        result = call()
+        elapsed = (time.perf_counter() - start) * 1e3
+        cpu_elapsed = cpu_ms() - cpu_start
+        if i >= warmup:
+            times.append(elapsed)
+            cpu.append(cpu_elapsed)
+            starts.append(monotonic_start)
+    return times, cpu, starts, result
+
+
+def timing_summary(times: list[float], cpu: list[float], starts: list[float]) -> dict:
+    """The figures bench/run reads from every benchmark process."""
+    s = sorted(times)
+    n = len(s)
+    return {"steps": n, "median_ms": round(median_of(times), 3), "min_ms": round(s[0], 3), "max_ms": round(s[-1], 3),
+            "mean_ms": round(sum(s) / n, 3), "cpu_ms": round(median_of(cpu), 3), "times_ms": [round(t, 3) for t in times],
+            "starts_ms": [round(t, 3) for t in starts], "peak_rss_mb": round(rss_mib(), 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spec", type=Path, required=True)
@@ -210,50 +258,22 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model, _ = model_from_spec(args.spec)
-    load_weights(model, args.weights)
-    model.hf.eval()
-    if args.override is not None:
-        targets = dict(model.named_params())
-        targets.update(model.named_buffers_contract())
-        with safe_open(str(args.override), framework="pt") as f, torch.no_grad():
-            for name in f.keys():
-                if name not in targets:
-                    raise SystemExit(f"torch_generate: --override: no weight named {name}")
-                targets[name].copy_(f.get_tensor(name).reshape(targets[name].shape))
-    batch = {k: v for k, v in load_batch(args.batch).items()
-             if k in ("input_ids", "attention_mask", "vis_feats", "vis_boxes")}
+    model = generation_model(args.spec, args.weights, args.override, "torch_generate")
+    batch = generation_batch(args.batch)
     greedy = Greedy(model)
     setup_s = time.perf_counter() - t0
     rss_setup = rss_mib()
 
-    times, cpu, starts = [], [], []
-    seq = lengths = None
-    for i in range(args.warmup + args.steps):
-        cpu_start = cpu_ms()
-        monotonic_start = time.monotonic() * 1e3
-        start = time.perf_counter()
-        seq, lengths = greedy.generate(batch, args.max_length)
-        elapsed = (time.perf_counter() - start) * 1e3
-        cpu_elapsed = cpu_ms() - cpu_start
-        if i >= args.warmup:
-            times.append(elapsed)
-            cpu.append(cpu_elapsed)
-            starts.append(monotonic_start)
+    times, cpu, starts, (seq, lengths) = timed_calls(lambda: greedy.generate(batch, args.max_length), args.warmup, args.steps)
     check = check_against_full_forward(model, greedy, batch, args.max_length) if args.check else None
     tokens = [seq[b, 1:int(lengths[b])].tolist() for b in range(seq.shape[0])]
     if args.tokens_out is not None:
         args.tokens_out.write_text(json.dumps(tokens) + "\n")
 
-    s = sorted(times)
-    n = len(s)
     print(json.dumps({
         "torch": torch.__version__, "threads": torch.get_num_threads(), "function": "generate",
-        "compiled": False, "warmup": args.warmup, "steps": n, "max_length": args.max_length,
-        "median_ms": round(median_of(times), 3), "min_ms": round(s[0], 3), "max_ms": round(s[-1], 3),
-        "mean_ms": round(sum(s) / n, 3), "cpu_ms": round(median_of(cpu), 3), "times_ms": [round(t, 3) for t in times],
-        "starts_ms": [round(t, 3) for t in starts],
-        "peak_rss_mb": round(rss_mib(), 1), "rss_after_setup_mb": round(rss_setup, 1), "setup_s": round(setup_s, 2),
+        "compiled": False, "warmup": args.warmup, "max_length": args.max_length, **timing_summary(times, cpu, starts),
+        "rss_after_setup_mb": round(rss_setup, 1), "setup_s": round(setup_s, 2),
         "generated_tokens": [len(t) for t in tokens], "check": check,
     }))
 

@@ -47,16 +47,7 @@ struct ElementwiseKernel {
         var raises = false
         ir.loop(from: "%begin", to: "%end", "row") { row in
             // The leading indices of this row (the last axis is the inner loop).
-            var leading: [String] = []
-            var remainder = row
-            for axis in stride(from: rank - 2, through: 0, by: -1) {
-                if axis == 0 {
-                    leading.insert(remainder, at: 0)
-                } else {
-                    leading.insert(ir.value("urem i64 \(remainder), \(shape[axis])", "ix"), at: 0)
-                    remainder = ir.value("udiv i64 \(remainder), \(shape[axis])", "q")
-                }
-            }
+            let leading = ir.unflatten(row, shape: Array(shape.dropLast()))
             if root == nil, norm == nil, case .concatenated(let axis, let pieces, let shapes, let starts)? = source {
                 // A concat copied piece by piece: each element loads only its own piece, instead
                 // of every piece with clamped indices and selects.

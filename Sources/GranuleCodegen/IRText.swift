@@ -83,6 +83,22 @@ final class IRText {
         return slot
     }
 
+    /// The per-axis indices of the row-major linear `index` into `shape` (the first axis is not
+    /// reduced modulo its size: `index` is in range).
+    func unflatten(_ index: String, shape: [Int]) -> [String] {
+        var indices: [String] = []
+        var remainder = index
+        for axis in stride(from: shape.count - 1, through: 0, by: -1) {
+            if axis == 0 {
+                indices.insert(remainder, at: 0)
+            } else {
+                indices.insert(value("urem i64 \(remainder), \(shape[axis])", "ix"), at: 0)
+                remainder = value("udiv i64 \(remainder), \(shape[axis])", "q")
+            }
+        }
+        return indices
+    }
+
     /// A stack array of `count` elements of `type` (uninitialised), e.g. per-lane accumulators.
     func array(_ type: String, count: Int) -> String {
         let slot = fresh("arr")

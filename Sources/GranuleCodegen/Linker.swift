@@ -39,16 +39,8 @@ public struct Linker: Sendable {
         let runtimeObjects = try RuntimeCache(runtimeDirectory: runtimeDirectory, compiler: compiler).objects(scratch: scratch)
         let temporary = output + ".tmp-link"
         let arguments = objects + runtimeObjects + ["-o", temporary, "-lopenblas", "-lz", "-lm", "-lpthread"]
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [compiler] + arguments
         let errors = Pipe()
-        process.standardError = errors
-        do {
-            try process.run()
-        } catch {
-            throw Diagnostic("cannot run the C compiler '\(compiler)': \(error.localizedDescription)")
-        }
+        let process = try ToolProcess.start([compiler] + arguments, errors: errors)
         let diagnostics = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {

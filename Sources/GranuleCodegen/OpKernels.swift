@@ -139,16 +139,7 @@ struct OpKernel {
             }
             ir.loop(from: "0", to: String(reducedCount), "r") { r in
                 // The reduced axes' indices of r (for a fused input's expression).
-                var leading: [String] = []
-                var remainder = r
-                for axis in stride(from: reducedAxes - 1, through: 0, by: -1) {
-                    if axis == 0 {
-                        leading.insert(remainder, at: 0)
-                    } else {
-                        leading.insert(ir.value("urem i64 \(remainder), \(x.shape[axis])", "ix"), at: 0)
-                        remainder = ir.value("udiv i64 \(remainder), \(x.shape[axis])", "q")
-                    }
-                }
+                let leading = ir.unflatten(r, shape: Array(x.shape[..<reducedAxes]))
                 let rowBase = mul(ir, r, outputs)
                 ir.loop(from: "0", to: count, "j") { j in
                     let o = add(ir, first, j)

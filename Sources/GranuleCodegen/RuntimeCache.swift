@@ -101,18 +101,9 @@ public struct RuntimeCache: Sendable {
     func compile(_ sources: [String], into directory: String) throws(Diagnostic) {
         var running: [(source: String, process: Process, errors: Pipe)] = []
         for source in sources {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [compiler] + RuntimeCache.flags + includeFlags
-                + ["-c", source, "-o", RuntimeCache.objectPath(for: source, in: directory)]
             let errors = Pipe()
-            process.standardError = errors
-            do {
-                try process.run()
-            } catch {
-                throw Diagnostic("cannot run the C compiler '\(compiler)': \(error.localizedDescription)")
-            }
-            running.append((source, process, errors))
+            let arguments = [compiler] + RuntimeCache.flags + includeFlags + ["-c", source, "-o", RuntimeCache.objectPath(for: source, in: directory)]
+            running.append((source, try ToolProcess.start(arguments, errors: errors), errors))
         }
         var failures: [String] = []
         for (source, process, errors) in running {
@@ -166,17 +157,8 @@ public struct RuntimeCache: Sendable {
 
     /// Runs a tool and returns its standard output; a failure to start or a non-zero exit throws.
     static func run(_ arguments: [String]) throws(Diagnostic) -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
         let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw Diagnostic("cannot run '\(arguments[0])': \(error.localizedDescription)")
-        }
+        let process = try ToolProcess.start(arguments, output: output, errors: FileHandle.nullDevice)
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { throw Diagnostic("'\(arguments.joined(separator: " "))' failed (exit \(process.terminationStatus))") }
