@@ -107,13 +107,6 @@ public struct LLVMToolchain: Sendable {
         return try body(module, machine)
     }
 
-    /// Compiles `text` to a relocatable object file at `path`.
-    public func emitObject(_ text: String, to path: String) throws(Diagnostic) {
-        try withOptimizedModule(text) { module, machine throws(Diagnostic) in
-            try LLVMToolchain.write(module, machine: machine, to: path)
-        }
-    }
-
     /// Compiles `text` into `parts` object files (`<pathPrefix>.<i>.o`) on as many threads, each
     /// holding a share of the kernels and entry functions (`ModulePartition`); returns their paths.
     public func emitObjects(_ text: String, pathPrefix: String, parts: Int) throws(Diagnostic) -> [String] {

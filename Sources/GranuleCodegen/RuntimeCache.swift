@@ -103,7 +103,12 @@ public struct RuntimeCache: Sendable {
         for source in sources {
             let errors = Pipe()
             let arguments = [compiler] + RuntimeCache.flags + includeFlags + ["-c", source, "-o", RuntimeCache.objectPath(for: source, in: directory)]
-            running.append((source, try ToolProcess.start(arguments, errors: errors), errors))
+            do {
+                running.append((source, try ToolProcess.start(arguments, errors: errors), errors))
+            } catch {
+                for started in running { started.process.waitUntilExit() }  // no compiler left writing into `directory`
+                throw error
+            }
         }
         var failures: [String] = []
         for (source, process, errors) in running {

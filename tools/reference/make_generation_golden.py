@@ -342,24 +342,14 @@ SEEDS = {"bart": 75, "t5": 2}           # the weight seeds (chosen so that every
 
 
 def randomize(model, kind: str, seed: int) -> None:
-    """Sorted-name order, one generator: norm weights 1 + 0.2·N, biases 0.1·N, other tensors
-    SCALES·N; BART's final_logits_bias 0.3·N + EOS_BIAS at EOS."""
-    g = torch.Generator().manual_seed(seed)
-    params = model.named_params()
-    norms = model.norm_param_names()
+    """make_goldens' draw (sorted-name order, one generator: norm weights 1 + 0.2·N, biases
+    0.1·N) with SCALES·N for the other tensors, and BART's final_logits_bias 0.3·N + EOS_BIAS at
+    EOS."""
     scales = SCALES[kind]
+    mg.randomize(model, seed, scale=lambda name: next((v for k, v in scales.items() if k in name), scales["default"]),
+                 buffer_scale=0.3)
     with torch.no_grad():
-        for name in sorted(params):
-            p = params[name]
-            z = torch.randn(p.shape, generator=g)
-            if name in norms and name.endswith(".weight"):
-                p.copy_(1.0 + 0.2 * z)
-            elif name.rsplit(".", 1)[-1] == "bias":
-                p.copy_(0.1 * z)
-            else:
-                p.copy_(next((v for k, v in scales.items() if k in name), scales["default"]) * z)
-        for name, buf in sorted(model.named_buffers_contract().items()):
-            buf.copy_(0.3 * torch.randn(buf.shape, generator=g))
+        for buf in model.named_buffers_contract().values():
             buf[..., BART_CONFIG["eos_token_id"]] += EOS_BIAS
 
 

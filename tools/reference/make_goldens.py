@@ -158,10 +158,10 @@ def seed_of(text: str) -> int:
 # Weights and batches
 # ---------------------------------------------------------------------------------------------
 
-def randomize(model: VLModel, seed: int) -> None:
-    """Every weight random and non-trivial: norm weights 1 + 0.2·N(0,1), biases (and
-    final_logits_bias) 0.1·N(0,1), everything else (incl. PET weights, PHM rules, z) 0.2·N(0,1).
-    Drawn in sorted-name order from one generator."""
+def randomize(model: VLModel, seed: int, scale=lambda name: 0.2, buffer_scale: float = 0.1) -> None:
+    """Every weight random and non-trivial: norm weights 1 + 0.2·N(0,1), biases 0.1·N(0,1),
+    everything else (incl. PET weights, PHM rules, z) scale(name)·N(0,1), buffers
+    (final_logits_bias) buffer_scale·N(0,1). Drawn in sorted-name order from one generator."""
     g = torch.Generator().manual_seed(seed)
     params = model.named_params()
     norms = model.norm_param_names()
@@ -174,9 +174,9 @@ def randomize(model: VLModel, seed: int) -> None:
             elif name.rsplit(".", 1)[-1] == "bias":
                 p.copy_(0.1 * z)
             else:
-                p.copy_(0.2 * z)
+                p.copy_(scale(name) * z)
         for name, buf in sorted(model.named_buffers_contract().items()):
-            buf.copy_(0.1 * torch.randn(buf.shape, generator=g))
+            buf.copy_(buffer_scale * torch.randn(buf.shape, generator=g))
 
 
 def make_batch(kind: str, images: int | None, loss: str, seed: int) -> dict[str, torch.Tensor]:
