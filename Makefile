@@ -115,6 +115,10 @@ runtime-test: deps
 	    case " $(RT_ALLOWED_LIBS) " in *" $$lib "*) ;; *) echo "error: fake_model links $$lib, which is not allowed"; exit 1 ;; esac; \
 	done
 	$(call rt_variant,sanitize,-O1 -g $(RT_SANITIZE),ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1)
+	@echo "==> runtime-test: tsan: the thread pool and error suites under ThreadSanitizer"
+	@mkdir -p $(RT_BUILD)/tsan
+	$(RT_CC) $(RT_CFLAGS) -O1 -g -fsanitize=thread -o $(RT_BUILD)/tsan/runtime_tests $(RT_SOURCES) $(RT_MAIN_UNITS) $(RT_UNIT_TESTS) $(RT_LIBS)
+	TSAN_OPTIONS=halt_on_error=1 $(RT_BUILD)/tsan/runtime_tests threadpool errors
 
 demo: build
 	@echo "==> demo"

@@ -45,23 +45,26 @@ void gr_text_append_shape(gr_text *text, const int64_t *shape, int32_t rank);
 /* ---- runtime.c / threadpool.c ---------------------------------------------------------------- */
 
 typedef struct gr_pool {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;      /**< workers wait here for a job */
-    pthread_cond_t done;      /**< the caller waits here for the job's end */
+    pthread_mutex_t lock;     /**< only for sleeping and waking */
+    pthread_cond_t wake;      /**< sleeping workers wait here for a job */
+    pthread_cond_t done;      /**< a sleeping caller waits here for the job's end */
     pthread_t *workers;
     int worker_count;
-    bool stopping;
-    bool busy;                /**< a gr_parallel_for owns the pool */
-    bool open;                /**< the current job still accepts workers */
-    uint64_t generation;      /**< bumped for each job */
-    int active;               /**< workers inside the current job */
-    /* The current job (written under lock before `generation` is bumped). */
+    int64_t spin_ns;          /**< how long a waiting thread spins before it sleeps (0: never) */
+    atomic_bool stopping;
+    atomic_flag busy;         /**< a gr_parallel_for owns the pool */
+    _Atomic uint64_t generation; /**< bumped to publish each job */
+    _Atomic uint64_t closed;     /**< the generation of the last job closed to new workers */
+    atomic_int active;        /**< workers inside (or checking) the current job */
+    atomic_int sleepers;      /**< workers sleeping on `wake` */
+    atomic_bool caller_sleeping; /**< the caller sleeps on `done` */
+    /* The current job (written before `generation` is bumped, stable while it is open). */
     gr_kernel_fn fn;
     void *const *ctx;
     int64_t count;
     int64_t chunks;
     atomic_int_fast64_t next_chunk; /**< next chunk index to claim */
-    int64_t finished;               /**< chunks done (under lock) */
+    atomic_int_fast64_t finished;   /**< chunks done */
 } gr_pool;
 
 /** What gr_raise records. `state`: 0 none, 1 being written, 2 complete. */

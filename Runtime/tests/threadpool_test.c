@@ -120,22 +120,54 @@ static void count_kernel(int64_t begin, int64_t end, void *const *ctx) {
 }
 
 static void test_many_small_jobs(void) {
-    gr_runtime *rt = gr_runtime_create(4);
-    _Atomic int64_t total = 0;
-    void *ctx[1] = {(void *)&total};
-    int64_t expected = 0;
-    struct timespec start, stop;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    int jobs = 100000;
-    for (int j = 0; j < jobs; j++) {
-        int64_t n = 2 + j % 7;
-        gr_parallel_for(rt, count_kernel, n, ctx);
-        expected += n;
+    /* 2 threads spin between jobs on a machine with 2 or more CPUs; 4 or more sleep on this one. */
+    const int threads[] = {2, 4, 8};
+    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+        gr_runtime *rt = gr_runtime_create(threads[t]);
+        _Atomic int64_t total = 0;
+        void *ctx[1] = {(void *)&total};
+        int64_t expected = 0;
+        double start = test_now();
+        int jobs = 100000;
+        for (int j = 0; j < jobs; j++) {
+            int64_t n = 2 + j % 7;
+            gr_parallel_for(rt, count_kernel, n, ctx);
+            expected += n;
+        }
+        double seconds = test_now() - start;
+        CHECK_EQ(atomic_load(&total), expected);
+        printf("       %d jobs on %d threads: %.2f us per job\n", jobs, threads[t], seconds / jobs * 1e6);
+        gr_runtime_destroy(rt);
     }
-    clock_gettime(CLOCK_MONOTONIC, &stop);
-    CHECK_EQ(atomic_load(&total), expected);
-    double seconds = (double)(stop.tv_sec - start.tv_sec) + (double)(stop.tv_nsec - start.tv_nsec) * 1e-9;
-    printf("       %d jobs on 4 threads: %.2f us per job\n", jobs, seconds / jobs * 1e6);
+}
+
+/* Marks its rows, each exactly once, in a per-job array. */
+static void mark_kernel(int64_t begin, int64_t end, void *const *ctx) {
+    _Atomic int *marks = ctx[0];
+    for (int64_t i = begin; i < end; i++) atomic_fetch_add(&marks[i], 1);
+}
+
+static void test_jobs_after_spinning_and_after_sleeping(void) {
+    /* Gaps shorter and longer than the spin: every job is run once, whole, whether the workers
+     * caught it spinning or had to be woken, and no worker runs a stale job's kernel. */
+    gr_runtime *rt = gr_runtime_create(2);
+    enum { rows = 64 };
+    int64_t wrong = 0;
+    for (int j = 0; j < 400; j++) {
+        _Atomic int marks[rows];
+        for (int i = 0; i < rows; i++) atomic_init(&marks[i], 0);
+        void *ctx[1] = {marks};
+        gr_parallel_for(rt, mark_kernel, 1 + j % rows, ctx);
+        for (int i = 0; i < rows; i++) wrong += atomic_load(&marks[i]) != (i < 1 + j % rows);
+        if (j % 50 == 49) {
+            struct timespec pause = {0, 2 * 1000 * 1000}; /* 2 ms: every worker is asleep */
+            nanosleep(&pause, NULL);
+        } else if (j % 7 == 0) {
+            struct timespec pause = {0, 20 * 1000}; /* within the spin */
+            nanosleep(&pause, NULL);
+        }
+    }
+    CHECK_EQ(wrong, 0);
     gr_runtime_destroy(rt);
 }
 
@@ -232,6 +264,7 @@ void suite_threadpool(void) {
     RUN(test_every_item_once_in_contiguous_chunks);
     RUN(test_chunks_run_concurrently);
     RUN(test_many_small_jobs);
+    RUN(test_jobs_after_spinning_and_after_sleeping);
     RUN(test_small_counts_run_directly);
     RUN(test_nested_calls_run_inline);
     RUN(test_idle_workers_sleep);
