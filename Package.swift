@@ -39,7 +39,7 @@ let package = Package(
             name: "GranuleRuntime", path: "Runtime", exclude: ["main", "tests", "README.md"],
             sources: ["src"], publicHeadersPath: "include",
             cSettings: [.define("_GNU_SOURCE")],
-            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("pthread"), .linkedLibrary("m")]),
+            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("pthread"), .linkedLibrary("m"), .linkedLibrary("openblas")]),
         // Runs compiled programs in this process through ORC's LLJIT (tests, `granule run --backend llvm`).
         .target(
             name: "GranuleJIT",

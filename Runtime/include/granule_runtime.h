@@ -98,7 +98,7 @@ void gr_runtime_attach_program(gr_runtime *rt, const gr_program *program);
  *     extern const char granule_manifest[];        NUL-terminated JSON (see "Programs")
  *     extern gr_entry_fn const granule_entries[];  one entry per manifest function, same order
  *
- * and calls gr_parallel_for, gr_raise, gr_failed and gr_philox_word.
+ * and calls gr_parallel_for, gr_raise, gr_failed, gr_philox_word and gr_sgemm_nt.
  *
  * Entry calling convention: `args` holds one pointer per IR parameter (in order), then one per
  * result. Results are caller-allocated, 64-byte aligned, sized by the manifest and zero-filled.
@@ -122,10 +122,21 @@ typedef void (*gr_kernel_fn)(int64_t begin, int64_t end, void *const *ctx);
  * only on count and the thread count, never on timing. Calls fn(0, count, ctx) directly when
  * count <= the parallel threshold, when the runtime has 1 thread, or when called from inside a
  * kernel or while another thread's gr_parallel_for is running (no nesting, no deadlock).
- * count <= 0 calls nothing. Workers sleep on a condition variable between jobs (they never spin,
- * so OpenBLAS GEMMs between kernels get the cores).
+ * count <= 0 calls nothing. Between jobs the workers spin for up to 0.2 ms (never when the pool
+ * has more threads than there are CPUs online), then sleep on a condition variable.
  */
 void gr_parallel_for(gr_runtime *rt, gr_kernel_fn fn, int64_t count, void *const *ctx);
+
+/**
+ * C = A·Bᵀ + beta·C for row-major f32 matrices: A is m×k (leading dimension lda), B is n×k (ldb), C
+ * is m×n (ldc); beta is 0 (C is only written, never read) or 1. For GEMMs with few rows (the
+ * decoder at small batches, the LM head, generation steps), where OpenBLAS spends more time packing
+ * B than multiplying: B is read in place, four rows at a time, and every element of C is a dot
+ * product summed in the same order wherever it lies in C, so results do not depend on how a GEMM
+ * is split over threads. Uses AVX2 and FMA when the CPU has them, else cblas_sgemm.
+ */
+void gr_sgemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
+                 float beta, float *c, int64_t ldc);
 
 /** Kinds of run-time errors raised by generated code. */
 enum {

@@ -65,5 +65,6 @@ void suite_program(void);
 void suite_search(void);
 void suite_metrics(void);
 void suite_tokenizer(void);
+void suite_gemm(void);
 
 #endif

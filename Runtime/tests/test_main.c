@@ -16,7 +16,7 @@ static const struct {
     {"json", suite_json},           {"crc_and_memory", suite_crc_and_memory}, {"philox", suite_philox},
     {"threadpool", suite_threadpool}, {"errors", suite_errors},               {"safetensors", suite_safetensors},
     {"program", suite_program},     {"search", suite_search},                 {"metrics", suite_metrics},
-    {"tokenizer", suite_tokenizer},
+    {"tokenizer", suite_tokenizer}, {"gemm", suite_gemm},
 };
 
 int main(int argc, char **argv) {
