@@ -1,0 +1,83 @@
+@testable import GranuleCodegen
+import GranuleIR
+import GranulePasses
+import Testing
+
+/// The arena plan of a differentiated two-layer classifier: no two buffers alive at one step share
+/// a byte unless one is computed in place over the other, the arena is as small as the live peak
+/// here, and the cross-entropy gradient takes over its logits' buffer.
+
+private let classifier = """
+    func @loss(%x: f32[16,32] input, %labels: i64[16] input, %w0: f32[32,64] frozen, %w1: f32[64,64] trainable,
+               %b1.bias: f32[64] trainable, %w2: f32[64,10] trainable) -> (loss: f32[]) {
+      %h0 = matmul %x, %w0 : f32[16,64]
+      %a0 = gelu %h0 {approx = erf} : f32[16,64]
+      %h1 = matmul %a0, %w1 : f32[16,64]
+      %hb = add %h1, %b1.bias : f32[16,64]
+      %a1 = tanh %hb : f32[16,64]
+      %logits = matmul %a1, %w2 : f32[16,10]
+      %loss = cross_entropy %logits, %labels {reduction = mean, ignore_index = -100} : f32[]
+      return %loss
+    }
+    """
+
+private func plannedGradient() throws -> (Function, Schedule, MemoryPlan) {
+    let parsed = try Parser.parse(classifier, file: "classifier.tir")
+    let module = try PassManager([Autodiff(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()]).run(parsed)
+    let function = try #require(module.functions.first { $0.name == "loss_grad" })
+    let schedule = Schedule(function)
+    return (function, schedule, MemoryPlan(schedule))
+}
+
+private func byteRange(_ plan: MemoryPlan, _ function: Function, _ value: Value) -> Range<Int>? {
+    guard case .arena(let offset)? = plan.locations[value] else { return nil }
+    let type = function.type(of: value)
+    return offset..<(offset + type.elementCount * type.dtype.byteSize)
+}
+
+@Test func buffersAliveAtOneStepNeverShareBytesExceptInPlace() throws {
+    let (function, schedule, plan) = try plannedGradient()
+    // Lifetimes end at the last read, counted here independently of the plan.
+    var lastRead: [Value: Int] = [:]
+    for (index, step) in schedule.steps.enumerated() {
+        for buffer in MemoryPlan.buffersRead(by: step, schedule) { lastRead[buffer] = index }
+    }
+    let arena = plan.lifetimes.keys.sorted()
+    #expect(arena.count > 5)
+    for value in arena {
+        let lifetime = try #require(plan.lifetimes[value])
+        #expect(lifetime.upperBound == max(lastRead[value] ?? lifetime.lowerBound, lifetime.lowerBound))
+        #expect((byteRange(plan, function, value)?.upperBound ?? .max) <= plan.arenaBytes)
+    }
+    /// A donor and the outputs computed over it, transitively.
+    func root(_ value: Value) -> Value { plan.inPlaceDonors[value].map(root) ?? value }
+    var clashes: [String] = []
+    for (i, a) in arena.enumerated() {
+        for b in arena[(i + 1)...] where root(a) != root(b) && plan.lifetimes[a]!.overlaps(plan.lifetimes[b]!) {
+            if let ra = byteRange(plan, function, a), let rb = byteRange(plan, function, b), ra.overlaps(rb) {
+                clashes.append("%\(function.name(of: a)) \(ra) and %\(function.name(of: b)) \(rb)")
+            }
+        }
+    }
+    #expect(clashes.isEmpty, "\(clashes)")
+}
+
+@Test func theArenaIsTheLivePeakAndTheLossGradientOverwritesTheLogits() throws {
+    let (function, schedule, plan) = try plannedGradient()
+    var peak = 0
+    for index in schedule.steps.indices {
+        let roots = Set(plan.lifetimes.filter { $0.value.contains(index) }.keys.map { value -> Value in
+            var value = value
+            while let donor = plan.inPlaceDonors[value], plan.lifetimes[donor]?.contains(index) == true { value = donor }
+            return value
+        })
+        peak = max(peak, roots.reduce(0) { $0 + MemoryPlan.aligned(function.type(of: $1).elementCount * function.type(of: $1).dtype.byteSize) })
+    }
+    #expect(plan.arenaBytes >= peak)
+    #expect(plan.arenaBytes == peak, "arena \(plan.arenaBytes) bytes for a live peak of \(peak)")
+
+    let gradient = try #require(function.operations.first { $0.opcode == .crossEntropyGrad })
+    let logits = gradient.operands[0]
+    #expect(plan.inPlaceDonors[gradient.result] == logits)
+    #expect(plan.locations[gradient.result] == plan.locations[logits])
+}
