@@ -67,6 +67,25 @@ GR_AVX2 static inline void store_row(float *c, __m128 sums, int columns, int acc
         for (int q = 0; q < 4; q++) _mm_prefetch((const char *)((next)[q] + (k)), _MM_HINT_T0);            \
     } while (0)
 
+#define GR_LOAD_FULL(p) _mm256_loadu_ps(p)
+#define GR_LOAD_TAIL(p) _mm256_maskload_ps((p), tail)
+
+/* A group's walk over its k block: STEP(LOAD, k) handles floats [k, k + 8) of each row. While
+ * `next` is set, two steps at a time with one prefetched 64-byte line of each of its rows; then
+ * the remaining whole steps; then the masked tail. */
+#define GR_K_LOOP(STEP)                                                                                    \
+    do {                                                                                                   \
+        int64_t k = 0;                                                                                     \
+        if (next != NULL)                                                                                  \
+            for (; k + 16 <= kc; k += 16) {                                                                \
+                GR_PREFETCH_ROWS(next, k);                                                                 \
+                STEP(GR_LOAD_FULL, k);                                                                     \
+                STEP(GR_LOAD_FULL, k + 8);                                                                 \
+            }                                                                                              \
+        for (; k + 8 <= kc; k += 8) STEP(GR_LOAD_FULL, k);                                                 \
+        if (k < kc) STEP(GR_LOAD_TAIL, k);                                                                 \
+    } while (0)
+
 /* One k block of a group: rows a[0..3) of A times rows b[0..4) of B, kc floats from each (the
  * last kc % 8 through `tail`), into the first `columns` of three rows of C. `next` (or NULL):
  * rows of B to prefetch. */
@@ -89,17 +108,7 @@ GR_AVX2 static void group3x4(const float *const a[3], const float *const b[4], c
         w = LOAD(b3 + (k));                                                                             \
         c03 = _mm256_fmadd_ps(x0, w, c03), c13 = _mm256_fmadd_ps(x1, w, c13), c23 = _mm256_fmadd_ps(x2, w, c23); \
     } while (0)
-#define GR_LOAD_FULL(p) _mm256_loadu_ps(p)
-#define GR_LOAD_TAIL(p) _mm256_maskload_ps((p), tail)
-    int64_t k = 0;
-    if (next != NULL)
-        for (; k + 16 <= kc; k += 16) { /* one 64-byte line of each row per two steps */
-            GR_PREFETCH_ROWS(next, k);
-            GR_GROUP_STEP(GR_LOAD_FULL, k);
-            GR_GROUP_STEP(GR_LOAD_FULL, k + 8);
-        }
-    for (; k + 8 <= kc; k += 8) GR_GROUP_STEP(GR_LOAD_FULL, k);
-    if (k < kc) GR_GROUP_STEP(GR_LOAD_TAIL, k);
+    GR_K_LOOP(GR_GROUP_STEP);
 #undef GR_GROUP_STEP
     store_row(c, sum_lanes(c00, c01, c02, c03), columns, accumulate);
     store_row(c + ldc, sum_lanes(c10, c11, c12, c13), columns, accumulate);
@@ -118,18 +127,8 @@ GR_AVX2 static void group1x4(const float *a0, const float *const b[4], const flo
         c0 = _mm256_fmadd_ps(x, LOAD(b0 + (k)), c0), c1 = _mm256_fmadd_ps(x, LOAD(b1 + (k)), c1);       \
         c2 = _mm256_fmadd_ps(x, LOAD(b2 + (k)), c2), c3 = _mm256_fmadd_ps(x, LOAD(b3 + (k)), c3);       \
     } while (0)
-    int64_t k = 0;
-    if (next != NULL)
-        for (; k + 16 <= kc; k += 16) {
-            GR_PREFETCH_ROWS(next, k);
-            GR_ROW_STEP(GR_LOAD_FULL, k);
-            GR_ROW_STEP(GR_LOAD_FULL, k + 8);
-        }
-    for (; k + 8 <= kc; k += 8) GR_ROW_STEP(GR_LOAD_FULL, k);
-    if (k < kc) GR_ROW_STEP(GR_LOAD_TAIL, k);
+    GR_K_LOOP(GR_ROW_STEP);
 #undef GR_ROW_STEP
-#undef GR_LOAD_FULL
-#undef GR_LOAD_TAIL
     store_row(c, sum_lanes(c0, c1, c2, c3), columns, accumulate);
 }
 
