@@ -139,12 +139,9 @@ static void *worker_main(void *argument) {
         atomic_fetch_add(&pool->active, 1);
         if (atomic_load(&pool->generation) == job && atomic_load(&pool->closed) != job) {
             /* The job is current and its caller is waiting for `active`: its fields are stable. */
-            int64_t ran = run_chunks(pool, pool->fn, pool->ctx, pool->count, pool->chunks);
-            if (ran > 0) {
-                atomic_fetch_add(&pool->finished, ran);
-                wake_caller(pool);
-            }
+            atomic_fetch_add(&pool->finished, run_chunks(pool, pool->fn, pool->ctx, pool->count, pool->chunks));
         }
+        /* One wake-up serves both of the caller's waits: `finished` was counted before `active`. */
         atomic_fetch_sub(&pool->active, 1);
         wake_caller(pool);
     }

@@ -28,7 +28,8 @@ enum BufferLocation: Equatable {
 struct MemoryPlan {
     private(set) var locations: [Value: BufferLocation] = [:]
     private(set) var arenaBytes = 0
-    /// Elementwise outputs written over an input's buffer: output → that input.
+    /// Outputs written over an input's buffer (elementwise in place, the loss gradient over the
+    /// logits): output → that input.
     private(set) var inPlaceDonors: [Value: Value] = [:]
     /// Buffers read by each step (for liveness, and for the IR dump).
     private(set) var reads: [[Value]] = []
@@ -46,30 +47,28 @@ struct MemoryPlan {
         }
 
         var lastRead: [Value: Int] = [:]
-        var written: [(step: Int, value: Value)] = []
+        var written: [[Value]] = []  // by step
         for (index, step) in schedule.steps.enumerated() {
             let buffers = MemoryPlan.buffersRead(by: step, schedule)
             reads.append(buffers)
             for buffer in buffers { lastRead[buffer] = index }
             switch step {
-            case .elementwise(let root, _): written.append((index, root))
-            case .elementwiseNorm(let root, _, let norm, _):
-                written.append((index, root))
-                written.append((index, function.operations[norm].result))
-            case .copy(_, let target): written.append((index, target))
-            case .op(let opIndex, _, _): written.append((index, function.operations[opIndex].result))
-            case .gemm(_, _, let output, _): written.append((index, output))
-            case .copyToResult: break
+            case .elementwise(let root, _): written.append([root])
+            case .elementwiseNorm(let root, _, let norm, _): written.append([root, function.operations[norm].result])
+            case .copy(_, let target): written.append([target])
+            case .op(let opIndex, _, _): written.append([function.operations[opIndex].result])
+            case .gemm(_, _, let output, _): written.append([output])
+            case .copyToResult: written.append([])
             }
         }
 
         // The walk decides which outputs take over an input's buffer and how long each buffer
         // lives; buffers that share storage (a donor and its in-place outputs) form one group.
-        var live: [Value: (offset: Int, size: Int)] = [:]
+        var live: [Value: Int] = [:]  // arena buffers alive after the step: their sizes
         var groups: [(start: Int, end: Int, size: Int, values: [Value])] = []
         var groupOf: [Value: Int] = [:]
         for (index, step) in schedule.steps.enumerated() {
-            for (_, value) in written.filter({ $0.step == index }) where locations[value] == nil {
+            for value in written[index] where locations[value] == nil {
                 var donor: Value?
                 if case .elementwise(_, let leaves) = step {
                     donor = MemoryPlan.inPlaceDonor(for: value, leaves: leaves, function, step: index, lastRead: lastRead, live: live)
@@ -86,15 +85,15 @@ struct MemoryPlan {
                     continue
                 }
                 let size = MemoryPlan.aligned(function.type(of: value).elementCount * function.type(of: value).dtype.byteSize)
-                live[value] = (0, size)
+                live[value] = size
                 groupOf[value] = groups.count
                 groups.append((index, index, size, [value]))
             }
-            for (value, _) in live where lastRead[value] == index {
+            for value in live.keys where lastRead[value] == index {
                 live[value] = nil
                 groups[groupOf[value]!].end = index
             }
-            for (_, value) in written.filter({ $0.step == index }) where groupOf[value] != nil {
+            for value in written[index] where groupOf[value] != nil {
                 lifetimes[value] = index...lastRead[value]!
             }
         }
@@ -102,7 +101,7 @@ struct MemoryPlan {
         // Offsets: largest group first, each at the lowest offset clear of every placed group
         // whose lifetime overlaps its own (steps inclusive, so a step's outputs never overlap its
         // inputs). The first-fit walk this replaced left 66 MB of holes in BART-base's batch-32
-        // training step (arena 945 MB for 879 MB live at its peak; now 886 MB).
+        // training step (arena 945 MB for 879 MB live at its peak; now 880 MB).
         var placed: [(offset: Int, size: Int, start: Int, end: Int)] = []
         var top = 0
         let order = groups.indices.sorted { (groups[$0].size, groups[$1].start) > (groups[$1].size, groups[$0].start) }
@@ -124,7 +123,7 @@ struct MemoryPlan {
     /// index, and as large as the output: the output can overwrite it.
     private static func inPlaceDonor(
         for output: Value, leaves: [Value: Leaf], _ function: Function, step: Int, lastRead: [Value: Int],
-        live: [Value: (offset: Int, size: Int)]
+        live: [Value: Int]
     ) -> Value? {
         let type = function.type(of: output)
         let identical = Layout(buffer: output, offset: 0, strides: rowMajorStrides(type.shape))
@@ -145,8 +144,8 @@ struct MemoryPlan {
             collect(leaf, sameShape: function.type(of: value).shape == type.shape)
         }
         for buffer in exact.subtracting(other).sorted() {
-            guard lastRead[buffer] == step, let range = live[buffer], function.type(of: buffer).dtype == type.dtype,
-                range.size >= aligned(type.elementCount * type.dtype.byteSize)
+            guard lastRead[buffer] == step, let size = live[buffer], function.type(of: buffer).dtype == type.dtype,
+                size >= aligned(type.elementCount * type.dtype.byteSize)
             else { continue }
             return buffer
         }
@@ -156,17 +155,17 @@ struct MemoryPlan {
     /// The logits of a `cross_entropy_grad` whose last read it is: its kernel reads a whole row
     /// (maximum, sum of exponentials) before it writes that row, element by element, each element
     /// read just before its gradient is stored, so the gradient can overwrite the logits. At batch
-    /// 32 that is 65 MB (BART's 50,265-token vocabulary × 320 positions) off the training step's
+    /// 32 that is 65 MB (320 positions × VL-BART's 50,465 logits) off the training step's
     /// peak. Other row-wise ops (softmax, norms) are fused into elementwise steps or read their
     /// input again later and are not taken.
     private static func rowWiseDonor(
-        of op: Operation, _ function: Function, step: Int, lastRead: [Value: Int], live: [Value: (offset: Int, size: Int)]
+        of op: Operation, _ function: Function, step: Int, lastRead: [Value: Int], live: [Value: Int]
     ) -> Value? {
         guard op.opcode == .crossEntropyGrad, let logits = op.operands.first, lastRead[logits] == step,
-            let range = live[logits]
+            let size = live[logits]
         else { return nil }
         let type = function.type(of: op.result)
-        guard function.type(of: logits) == type, range.size >= aligned(type.elementCount * type.dtype.byteSize) else { return nil }
+        guard function.type(of: logits) == type, size >= aligned(type.elementCount * type.dtype.byteSize) else { return nil }
         return logits
     }
 

@@ -352,7 +352,7 @@ struct FunctionEmitter {
 
     /// Whether a GEMM goes to `gr_sgemm_nt` rather than OpenBLAS: A·Bᵀ (B's rows contiguous in k)
     /// with at most 64 rows per call and k ≤ 1024. Measured on one core here (`bench/gemm_few_rows.py`):
-    /// 1.1–1.4× OpenBLAS's GFLOP/s at 32–64 rows, 1.5–2.7× at 4–10 rows, at par at 128 rows and
+    /// 1.07–1.4× OpenBLAS's GFLOP/s at 32–64 rows, 1.5–2.7× at 4–10 rows, at par at 128 rows and
     /// slower at 224 rows or k = 3072, where packing B pays off.
     static func usesFewRowKernel(rowsPerCall: Int, k: Int, transposeA: Bool, transposeB: Bool) -> Bool {
         transposeB && !transposeA && rowsPerCall <= 64 && k <= 1024
