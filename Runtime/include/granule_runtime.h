@@ -98,7 +98,7 @@ void gr_runtime_attach_program(gr_runtime *rt, const gr_program *program);
  *     extern const char granule_manifest[];        NUL-terminated JSON (see "Programs")
  *     extern gr_entry_fn const granule_entries[];  one entry per manifest function, same order
  *
- * and calls gr_parallel_for, gr_raise, gr_failed, gr_philox_word and gr_sgemm_nt.
+ * and calls gr_parallel_for, gr_raise, gr_failed, gr_philox_word, gr_sgemm_nt and gr_sgemm_small.
  *
  * Entry calling convention: `args` holds one pointer per IR parameter (in order), then one per
  * result. Results are caller-allocated, 64-byte aligned, sized by the manifest and zero-filled.
@@ -137,6 +137,17 @@ void gr_parallel_for(gr_runtime *rt, gr_kernel_fn fn, int64_t count, void *const
  */
 void gr_sgemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b, int64_t ldb,
                  float beta, float *c, int64_t ldc);
+
+/**
+ * C = op(A)·B + beta·C for row-major f32 matrices with a small B (attention's per-head products):
+ * op(A) is m×k, stored as m×k (transpose_a 0) or k×m (transpose_a 1) with leading dimension lda;
+ * B is k×n (ldb); C is m×n (ldc); beta is 0 (C is only written, never read) or 1. Both operands are
+ * read in place (B stays in L1), and every element of C is one FMA sum over k in order, so results
+ * do not depend on how a GEMM is split over threads. Uses AVX2 and FMA when the CPU has them, else
+ * cblas_sgemm.
+ */
+void gr_sgemm_small(int32_t transpose_a, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                    int64_t ldb, float beta, float *c, int64_t ldc);
 
 /** Kinds of run-time errors raised by generated code. */
 enum {

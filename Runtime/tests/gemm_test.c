@@ -6,24 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t next_random(uint64_t *state) {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    return *state;
-}
-
-/* Uniform in [-1, 1). */
-static float random_float(uint64_t *state) {
-    return (float)((double)(next_random(state) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-
-static float *random_matrix(int64_t rows, int64_t stride, uint64_t *state) {
-    float *m = malloc((size_t)(rows * stride + 1) * sizeof *m);
-    for (int64_t i = 0; i < rows * stride + 1; i++) m[i] = random_float(state);
-    return m;
-}
-
 /* Every shape class the kernel distinguishes: m % 3 (rows one at a time), n % 4 (the right edge),
  * k % 8 (the masked tail), k > 1024 (several k blocks), k = 0; padded leading dimensions; beta 0
  * over NaNs (C must only be written) and beta 1 (added to C). */
@@ -40,8 +22,8 @@ static void test_matches_a_double_reference(void) {
                 for (int beta = 0; beta <= 1; beta++) {
                     int64_t m = ms[mi], n = ns[ni], k = ks[ki];
                     int64_t lda = k + 3, ldb = k + 5, ldc = n + 2;
-                    float *a = random_matrix(m, lda, &state), *b = random_matrix(n, ldb, &state);
-                    float *c = random_matrix(m, ldc, &state);
+                    float *a = test_random_matrix(m, lda, &state), *b = test_random_matrix(n, ldb, &state);
+                    float *c = test_random_matrix(m, ldc, &state);
                     float *before = malloc((size_t)(m * ldc + 1) * sizeof *before);
                     for (int64_t i = 0; i < m; i++)
                         for (int64_t j = 0; j < n; j++)
@@ -77,8 +59,8 @@ static void test_matches_a_double_reference(void) {
 static void test_any_split_gives_identical_bits(void) {
     int64_t m = 11, n = 23, k = 1100; /* a partial group of rows, a partial group of columns, two k blocks */
     uint64_t state = 12345;
-    float *a = random_matrix(m, k, &state), *b = random_matrix(n, k, &state);
-    float *bias = random_matrix(m, n, &state);
+    float *a = test_random_matrix(m, k, &state), *b = test_random_matrix(n, k, &state);
+    float *bias = test_random_matrix(m, n, &state);
     float *whole = malloc((size_t)(m * n) * sizeof *whole), *parts = malloc((size_t)(m * n) * sizeof *parts);
     int64_t differing = 0;
     for (int beta = 0; beta <= 1; beta++) {

@@ -54,6 +54,13 @@ int count_entries(const char *path);
 /** Writes "[8-byte length][header][data]" to path: a safetensors file with a verbatim header. */
 void write_safetensors_raw(const char *path, const char *header, const void *data, size_t data_length);
 
+/** xorshift64: the next pseudo-random word of *state (nonzero). */
+uint64_t test_next_random(uint64_t *state);
+/** Uniform in [-1, 1). */
+float test_random_float(uint64_t *state);
+/** rows·stride + 1 floats from test_random_float (the extra one catches reads past the end). */
+float *test_random_matrix(int64_t rows, int64_t stride, uint64_t *state);
+
 /* Suites. */
 void suite_json(void);
 void suite_crc_and_memory(void);
@@ -66,5 +73,6 @@ void suite_search(void);
 void suite_metrics(void);
 void suite_tokenizer(void);
 void suite_gemm(void);
+void suite_gemm_small(void);
 
 #endif

@@ -17,6 +17,7 @@ static const struct {
     {"threadpool", suite_threadpool}, {"errors", suite_errors},               {"safetensors", suite_safetensors},
     {"program", suite_program},     {"search", suite_search},                 {"metrics", suite_metrics},
     {"tokenizer", suite_tokenizer}, {"gemm", suite_gemm},
+    {"gemm_small", suite_gemm_small},
 };
 
 int main(int argc, char **argv) {

@@ -150,3 +150,20 @@ int test_report(double start) {
     printf("%d checks, %d failed, %.2f s\n", checks, failures, test_now() - start);
     return failures == 0 ? 0 : 1;
 }
+
+uint64_t test_next_random(uint64_t *state) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+float test_random_float(uint64_t *state) {
+    return (float)((double)(test_next_random(state) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+float *test_random_matrix(int64_t rows, int64_t stride, uint64_t *state) {
+    float *m = malloc((size_t)(rows * stride + 1) * sizeof *m);
+    for (int64_t i = 0; i < rows * stride + 1; i++) m[i] = test_random_float(state);
+    return m;
+}

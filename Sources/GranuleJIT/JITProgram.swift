@@ -132,6 +132,7 @@ public final class JITProgram {
             ("gr_failed", unsafeBitCast(gr_failed as @convention(c) (OpaquePointer?) -> Int32, to: UnsafeRawPointer.self)),
             ("gr_philox_word", unsafeBitCast(gr_philox_word as @convention(c) (Int64, Int64, Int64) -> UInt32, to: UnsafeRawPointer.self)),
             ("gr_sgemm_nt", unsafeBitCast(gr_sgemm_nt as @convention(c) (Int64, Int64, Int64, UnsafePointer<Float>?, Int64, UnsafePointer<Float>?, Int64, Float, UnsafeMutablePointer<Float>?, Int64) -> Void, to: UnsafeRawPointer.self)),
+            ("gr_sgemm_small", unsafeBitCast(gr_sgemm_small as @convention(c) (Int32, Int64, Int64, Int64, UnsafePointer<Float>?, Int64, UnsafePointer<Float>?, Int64, Float, UnsafeMutablePointer<Float>?, Int64) -> Void, to: UnsafeRawPointer.self)),
             ("cblas_sgemm", unsafeBitCast(cblas_sgemm as @convention(c) (CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, blasint, blasint, blasint, Float, UnsafePointer<Float>?, blasint, UnsafePointer<Float>?, blasint, Float, UnsafeMutablePointer<Float>?, blasint) -> Void, to: UnsafeRawPointer.self)),
             ("openblas_set_num_threads", unsafeBitCast(openblas_set_num_threads as @convention(c) (Int32) -> Void, to: UnsafeRawPointer.self)),
             ("cblas_dgemm", unsafeBitCast(cblas_dgemm as @convention(c) (CBLAS_ORDER, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, blasint, blasint, blasint, Double, UnsafePointer<Double>?, blasint, UnsafePointer<Double>?, blasint, Double, UnsafeMutablePointer<Double>?, blasint) -> Void, to: UnsafeRawPointer.self)),
