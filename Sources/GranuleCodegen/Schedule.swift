@@ -95,9 +95,10 @@ struct Schedule {
         for parameter in function.parameters { materialized.insert(parameter.value) }
 
         // Which elementwise ops fuse into their consumers.
-        for op in function.operations where Schedule.elementwiseOps.contains(op.opcode) {
+        for (index, op) in function.operations.enumerated() where Schedule.elementwiseOps.contains(op.opcode) {
             let value = op.result
             guard !resultValues.contains(value), !uses[value.id].isEmpty else { continue }
+            if keepsWiderInputAlive(op, at: index, uses: uses) { continue }
             let count = function.type(of: value).elementCount
             let free = op.opcode == .constant || op.opcode == .iota
             let consumersFuse = uses[value.id].allSatisfy { user in
@@ -228,6 +229,20 @@ struct Schedule {
             axis < lead || own[axis - lead] == 1 ? 0 : source.strides[axis - lead]
         }
         return .strided(Layout(buffer: source.buffer, offset: source.offset, strides: strides))
+    }
+
+    /// Whether inlining `op` into its single consumer would keep a wider input alive from `op` to
+    /// the consumer: `op` narrows (a mask, 1 byte an element, of an f32 tensor), some op result it
+    /// reads has no use between it and the consumer, and the consumer is not the next op. Such an
+    /// op (the ReLU gradient's mask that `HoistMasks` moved into the forward pass) gets a buffer of
+    /// its own, so that its input can die in the forward pass.
+    private func keepsWiderInputAlive(_ op: Operation, at index: Int, uses: [[Int]]) -> Bool {
+        guard uses[op.result.id].count == 1, let consumer = uses[op.result.id].first, consumer > index + 1 else { return false }
+        let width = function.type(of: op.result).dtype.byteSize
+        return op.operands.contains { operand in
+            definition[operand.id] != nil && function.type(of: operand).dtype.byteSize > width
+                && (uses[operand.id].max() ?? index) < consumer
+        }
     }
 
     /// Gives a view or composite a buffer of its own, filled by a copy kernel (once).

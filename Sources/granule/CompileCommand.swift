@@ -12,6 +12,16 @@ func loadProgramModule(_ path: String, passes: String?) throws -> Module {
     try loadProgram(path, passes: passes).module
 }
 
+/// The passes of a pipeline by name, or an error naming an unknown one.
+func namedPasses(_ names: [String]) throws -> [any ModulePass] {
+    try names.map { name throws -> any ModulePass in
+        guard let pass = PassRegistry.make(name) else {
+            throw CommandFailure("error: unknown pass '\(name)' (known: \(PassRegistry.names.joined(separator: ", ")))")
+        }
+        return pass
+    }
+}
+
 /// The module of `loadProgramModule` and, for a model spec, its manifest `generation` object.
 func loadProgram(_ path: String, passes: String?) throws -> (module: Module, generation: JSON?) {
     var module: Module
@@ -26,12 +36,7 @@ func loadProgram(_ path: String, passes: String?) throws -> (module: Module, gen
         module = try loadModule(path: path)
         pipeline = (passes ?? "").split(separator: ",").map(String.init)
     }
-    for name in pipeline {
-        guard let pass = PassRegistry.make(name) else {
-            throw CommandFailure("error: unknown pass '\(name)' (known: \(PassRegistry.names.joined(separator: ", ")))")
-        }
-        module = try PassManager([pass]).run(module)
-    }
+    module = try PassManager(try namedPasses(pipeline)).run(module)
     return (module, generation)
 }
 
@@ -49,7 +54,7 @@ struct CompileCommand: ParsableCommand {
 
     @Option(name: .shortAndLong, help: "The executable to write.") var output: String
 
-    @Option(help: "Passes before code generation (specs default to merge-shared-matmuls,autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,dce).") var passes: String?
+    @Option(help: "Passes before code generation (specs default to autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,hoist-masks,dce).") var passes: String?
 
     @Option(help: "The CPU to optimise for (default: this machine's).") var targetCPU: String?
 
@@ -93,7 +98,7 @@ struct StatsCommand: ParsableCommand {
 
     @Argument(help: "A model spec (.json) or an IR file (.tir).") var input: String
 
-    @Option(help: "Passes before code generation (specs default to merge-shared-matmuls,autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,dce).") var passes: String?
+    @Option(help: "Passes before code generation (specs default to autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,hoist-masks,dce).") var passes: String?
 
     @Flag(help: "Also print the schedule: each kernel with the ops it fuses, and the arena offset of every buffer.")
     var schedule = false

@@ -26,14 +26,8 @@ struct LowerCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let model = try ModelSpec.load(path: spec)
-            var module = try Lowering.lower(model, dropout: dropout).module
-            try Verifier.verify(module)
-            for name in passes?.split(separator: ",").map(String.init) ?? [] {
-                guard let pass = PassRegistry.make(name) else {
-                    throw CommandFailure("error: unknown pass '\(name)' (known: \(PassRegistry.names.joined(separator: ", ")))")
-                }
-                module = try PassManager([pass]).run(module)
-            }
+            let lowered = try Lowering.lower(model, dropout: dropout).module
+            let module = try PassManager(try namedPasses(passes?.split(separator: ",").map(String.init) ?? [])).run(lowered)
             let text = Printer.print(module, options: fullConstants ? .full : PrintOptions())
             if let output {
                 try writeAtomically(text, to: output)
