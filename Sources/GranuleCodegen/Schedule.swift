@@ -231,11 +231,11 @@ struct Schedule {
         return .strided(Layout(buffer: source.buffer, offset: source.offset, strides: strides))
     }
 
-    /// Whether inlining `op` into its single consumer would keep a wider input alive from `op` to
-    /// the consumer: `op` narrows (a mask, 1 byte an element, of an f32 tensor), some op result it
-    /// reads has no use between it and the consumer, and the consumer is not the next op. Such an
-    /// op (the ReLU gradient's mask that `HoistMasks` moved into the forward pass) gets a buffer of
-    /// its own, so that its input can die in the forward pass.
+    /// Whether inlining `op` into its single consumer would keep a wider input alive longer: `op`
+    /// narrows (a mask, 1 byte an element, of an f32 tensor), the consumer is not the next op, and
+    /// some op result `op` reads has its last use before the consumer (inlined, it would be read
+    /// there). Such an op (the ReLU gradient's mask that `HoistMasks` moved into the forward pass)
+    /// gets a buffer of its own, so that its input can die in the forward pass.
     private func keepsWiderInputAlive(_ op: Operation, at index: Int, uses: [[Int]]) -> Bool {
         guard uses[op.result.id].count == 1, let consumer = uses[op.result.id].first, consumer > index + 1 else { return false }
         let width = function.type(of: op.result).dtype.byteSize

@@ -25,7 +25,7 @@ func namedPasses(_ names: [String]) throws -> [any ModulePass] {
 /// The module of `loadProgramModule` and, for a model spec, its manifest `generation` object.
 func loadProgram(_ path: String, passes: String?) throws -> (module: Module, generation: JSON?) {
     var module: Module
-    var pipeline: [String]
+    let pipeline: [String]
     var generation: JSON?
     if path.hasSuffix(".json") {
         let spec = try ModelSpec.load(path: path)
