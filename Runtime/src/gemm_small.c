@@ -3,9 +3,9 @@
  *
  * Attention multiplies many small matrices: per batch and head, P·V is [56×56]·[56×64] and the
  * backward pass's Pᵀ·dO, dS·K and dSᵀ·Q are alike. OpenBLAS packs both operands of each one and
- * reaches 15-70 GFLOP/s on these shapes here (the batched GEMMs of a BART-base training step at
- * batch 32: 111 ms for 6 GFLOP). B is at most a few tens of KiB, so it stays in L1 without
- * packing, and this kernel reads both operands in place:
+ * reaches 7-60 GFLOP/s on one core on these shapes here (bench/gemm_few_rows.py; in a BART-base
+ * training step at batch 32 they took 111 ms for 6 GFLOP on two cores). B is at most a few tens
+ * of KiB, so it stays in L1 without packing, and this kernel reads both operands in place:
  *
  *   for each group of six rows of C (fewer at the bottom edge):
  *     for each block of 16 columns (a masked block at the right edge):
