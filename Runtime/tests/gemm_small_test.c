@@ -6,11 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A(i, p) of an m×k operand stored as given (i·lda + p) or transposed (p·lda + i). */
-static float element_of_a(const float *a, int64_t lda, int transpose_a, int64_t i, int64_t p) {
-    return transpose_a ? a[p * lda + i] : a[i * lda + p];
-}
-
 /* Every shape class the kernel distinguishes: m % 6 (the bottom group), n % 16 and n % 8 (the
  * masked right block and its halves), k = 0 and k = 1; A as stored and transposed; padded leading
  * dimensions; beta 0 over NaNs (C must only be written) and beta 1 (added to C). */
@@ -19,8 +14,7 @@ static void test_matches_a_double_reference(void) {
     const int64_t ns[] = {1, 3, 8, 9, 15, 16, 17, 64, 70};
     const int64_t ks[] = {0, 1, 2, 10, 56, 64, 257};
     uint64_t state = 0x2545F4914F6CDD1Du;
-    int64_t bad = 0, padding_touched = 0, cases = 0;
-    double worst = 0;
+    test_product_check check = {0};
     for (int transpose_a = 0; transpose_a <= 1; transpose_a++)
         for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
             for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
@@ -36,30 +30,13 @@ static void test_matches_a_double_reference(void) {
                                 if (!beta) c[i * ldc + j] = NAN;
                         memcpy(before, c, (size_t)(m * ldc + 1) * sizeof *c);
                         gr_sgemm_small(transpose_a, m, n, k, a, lda, b, ldb, (float)beta, c, ldc);
-                        for (int64_t i = 0; i < m; i++) {
-                            for (int64_t j = 0; j < ldc; j++) {
-                                if (j >= n) {
-                                    padding_touched += memcmp(&c[i * ldc + j], &before[i * ldc + j], sizeof *c) != 0;
-                                    continue;
-                                }
-                                double want = beta ? before[i * ldc + j] : 0, scale = beta ? fabs(want) : 0;
-                                for (int64_t p = 0; p < k; p++) {
-                                    double product = (double)element_of_a(a, lda, transpose_a, i, p) * b[p * ldb + j];
-                                    want += product;
-                                    scale += fabs(product);
-                                }
-                                double error = fabs(c[i * ldc + j] - want) / (scale + 1e-30);
-                                if (!(error <= 1e-6) && !(scale == 0 && c[i * ldc + j] == 0)) bad++;
-                                if (scale > 0 && error > worst) worst = error;
-                            }
-                        }
-                        padding_touched += memcmp(&c[m * ldc], &before[m * ldc], sizeof *c) != 0;
-                        cases++;
+                        test_check_product((test_matrix){a, lda, transpose_a}, (test_matrix){b, ldb, false}, m, n, k, c,
+                                           before, ldc, beta, &check);
                         free(a), free(b), free(c), free(before);
                     }
-    printf("       %" PRId64 " cases, worst error %.2g of the sum of |products|\n", cases, worst);
-    CHECK_EQ(bad, 0);
-    CHECK_EQ(padding_touched, 0);
+    printf("       %" PRId64 " cases, worst error %.2g of the sum of |products|\n", check.cases, check.worst);
+    CHECK_EQ(check.bad, 0);
+    CHECK_EQ(check.padding_touched, 0);
 }
 
 /* Rows and columns computed in separate calls (as threads split a GEMM) equal the whole call,

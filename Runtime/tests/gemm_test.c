@@ -14,8 +14,7 @@ static void test_matches_a_double_reference(void) {
     const int64_t ns[] = {1, 2, 3, 4, 5, 9, 33};
     const int64_t ks[] = {0, 1, 7, 8, 9, 63, 1024, 1025, 2100};
     uint64_t state = 0x9E3779B97F4A7C15u;
-    int64_t bad = 0, padding_touched = 0, cases = 0;
-    double worst = 0;
+    test_product_check check = {0};
     for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++)
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
             for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
@@ -30,28 +29,13 @@ static void test_matches_a_double_reference(void) {
                             if (!beta) c[i * ldc + j] = NAN;
                     memcpy(before, c, (size_t)(m * ldc + 1) * sizeof *c);
                     gr_sgemm_nt(m, n, k, a, lda, b, ldb, (float)beta, c, ldc);
-                    for (int64_t i = 0; i < m; i++) {
-                        for (int64_t j = 0; j < ldc; j++) {
-                            if (j >= n) {
-                                padding_touched += memcmp(&c[i * ldc + j], &before[i * ldc + j], sizeof *c) != 0;
-                                continue;
-                            }
-                            double want = beta ? before[i * ldc + j] : 0, scale = beta ? fabs(want) : 0;
-                            for (int64_t p = 0; p < k; p++) {
-                                want += (double)a[i * lda + p] * b[j * ldb + p];
-                                scale += fabs((double)a[i * lda + p] * b[j * ldb + p]);
-                            }
-                            double error = fabs(c[i * ldc + j] - want) / (scale + 1e-30);
-                            if (!(error <= 1e-6) && !(scale == 0 && c[i * ldc + j] == 0)) bad++;
-                            if (scale > 0 && error > worst) worst = error;
-                        }
-                    }
-                    cases++;
+                    test_check_product((test_matrix){a, lda, false}, (test_matrix){b, ldb, true}, m, n, k, c, before, ldc,
+                                       beta, &check);
                     free(a), free(b), free(c), free(before);
                 }
-    printf("       %" PRId64 " cases, worst error %.2g of the sum of |products|\n", cases, worst);
-    CHECK_EQ(bad, 0);
-    CHECK_EQ(padding_touched, 0);
+    printf("       %" PRId64 " cases, worst error %.2g of the sum of |products|\n", check.cases, check.worst);
+    CHECK_EQ(check.bad, 0);
+    CHECK_EQ(check.padding_touched, 0);
 }
 
 /* Rows and columns computed in separate calls (as threads split a GEMM) equal the whole call,

@@ -61,6 +61,26 @@ float test_random_float(uint64_t *state);
 /** rows·stride + 1 floats from test_random_float (the extra one catches reads past the end). */
 float *test_random_matrix(int64_t rows, int64_t stride, uint64_t *state);
 
+/** A matrix read by element: (i, j) at data[i·ld + j], or at data[j·ld + i] when transposed. */
+typedef struct {
+    const float *data;
+    int64_t ld;
+    bool transposed;
+} test_matrix;
+
+/** What test_check_product found over its calls. */
+typedef struct {
+    int64_t cases, bad, padding_touched;
+    double worst; /* the largest error relative to the sum of |products| */
+} test_product_check;
+
+/** Checks C = A·B (+ before, when beta) for an m×n C with leading dimension ldc against a double
+ *  reference: an element is bad when it is off by more than 1e-6 of its sum of |products| (or is
+ *  not 0 where that sum is 0); C's columns past n and the float after its last row must still
+ *  equal `before`'s. */
+void test_check_product(test_matrix a, test_matrix b, int64_t m, int64_t n, int64_t k, const float *c,
+                        const float *before, int64_t ldc, int beta, test_product_check *check);
+
 /* Suites. */
 void suite_json(void);
 void suite_crc_and_memory(void);

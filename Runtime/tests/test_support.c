@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,4 +167,31 @@ float *test_random_matrix(int64_t rows, int64_t stride, uint64_t *state) {
     float *m = malloc((size_t)(rows * stride + 1) * sizeof *m);
     for (int64_t i = 0; i < rows * stride + 1; i++) m[i] = test_random_float(state);
     return m;
+}
+
+static float matrix_at(test_matrix x, int64_t i, int64_t j) {
+    return x.transposed ? x.data[j * x.ld + i] : x.data[i * x.ld + j];
+}
+
+void test_check_product(test_matrix a, test_matrix b, int64_t m, int64_t n, int64_t k, const float *c,
+                        const float *before, int64_t ldc, int beta, test_product_check *check) {
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t j = 0; j < ldc; j++) {
+            if (j >= n) {
+                check->padding_touched += memcmp(&c[i * ldc + j], &before[i * ldc + j], sizeof *c) != 0;
+                continue;
+            }
+            double want = beta ? before[i * ldc + j] : 0, scale = beta ? fabs(want) : 0;
+            for (int64_t p = 0; p < k; p++) {
+                double product = (double)matrix_at(a, i, p) * matrix_at(b, p, j);
+                want += product;
+                scale += fabs(product);
+            }
+            double error = fabs(c[i * ldc + j] - want) / (scale + 1e-30);
+            if (!(error <= 1e-6) && !(scale == 0 && c[i * ldc + j] == 0)) check->bad++;
+            if (scale > 0 && error > check->worst) check->worst = error;
+        }
+    }
+    check->padding_touched += memcmp(&c[m * ldc], &before[m * ldc], sizeof *c) != 0;
+    check->cases++;
 }

@@ -37,7 +37,7 @@ public enum PassRegistry {
     /// The pipeline `granule compile` and `granule stats` run on a lowered model spec. It merges no
     /// matmuls: `merge-shared-matmuls` (the decoder cross-attention's K, V and value-adapter down
     /// projections of every layer as one GEMM over the encoder output) measured time-neutral but
-    /// 60–145 MB larger at batch 32 under the lifetime-based memory plan: the weight concat (30 MB
+    /// 30–145 MB larger at batch 32 under the lifetime-based memory plan: the weight concat (30 MB
     /// on BART-base, 60 on T5-base), and the merged output and its gradient stay live as wholes
     /// (T5-base VL-PET-large b32 training: arena 1678 → 1533 MB, peak RSS 2655 → 2517 MiB).
     /// `narrow-slices` and `pads-to-concat` stay for pipelines that merge.
