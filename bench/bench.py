@@ -15,7 +15,8 @@ LoRA, at batch 4 and 32 (20 text + 36 visual encoder tokens, 10 decoder tokens),
   PyTorch: bench/torch_generate.py, greedy decoding with a KV cache on the reference modules;
   and Hugging Face's own `generate`: bench/hf_generate.py, the reference encoder then
   `generate(encoder_outputs=...)` on the Hugging Face model holding the same weights, whose
-  decoder lacks the PET deltas — in its favour; generation rows also get "ratio_to_hf_generate"),
+  decoder lacks the PET deltas — in its favour; generation rows also get "ratio_to_hf_generate",
+  and the rows of a workload with a compiled torch.compile row "ratio_to_torch_compile"),
 
 plus the row `bench/run --quick` measures alone: the BART-base VL-PET-large training step without
 optimizer (@loss_grad: forward + backward) at batch 4. Systems: Granule's compiled binary,
@@ -753,6 +754,12 @@ def measure(w: Workload, args, env: dict, systems: list[str], granule: Path, sta
         for row in rows:
             if row.get("median_ms") is not None:
                 row["ratio_to_hf_generate"] = round(row["median_ms"] / hf_median, 3)
+    if pooled.get("pytorch-compile") and rounds.get("pytorch-compile"):
+        # Issue 5's training targets are stated against torch.compile as well as eager.
+        compiled_median = median(pooled["pytorch-compile"])
+        for row in rows:
+            if row.get("median_ms") is not None:
+                row["ratio_to_torch_compile"] = round(row["median_ms"] / compiled_median, 3)
     return rows
 
 
