@@ -748,18 +748,14 @@ def measure(w: Workload, args, env: dict, systems: list[str], granule: Path, sta
             row["round_ratio_to_eager"] = [round(a["median_ms"] / b["median_ms"], 3)
                                            for a, b in zip(results, rounds["pytorch-eager"])]
         rows.append(row)
-    if pooled.get("hf-generate"):
-        # Issue 5's generation target is stated against Hugging Face's generate.
-        hf_median = median(pooled["hf-generate"])
-        for row in rows:
-            if row.get("median_ms") is not None:
-                row["ratio_to_hf_generate"] = round(row["median_ms"] / hf_median, 3)
-    if pooled.get("pytorch-compile") and rounds.get("pytorch-compile"):
-        # Issue 5's training targets are stated against torch.compile as well as eager.
-        compiled_median = median(pooled["pytorch-compile"])
-        for row in rows:
-            if row.get("median_ms") is not None:
-                row["ratio_to_torch_compile"] = round(row["median_ms"] / compiled_median, 3)
+    # Issue 5 states its generation target against Hugging Face's generate and its training
+    # targets against torch.compile as well as eager.
+    for reference, field in (("hf-generate", "ratio_to_hf_generate"), ("pytorch-compile", "ratio_to_torch_compile")):
+        if pooled.get(reference):
+            reference_median = median(pooled[reference])
+            for row in rows:
+                if row.get("median_ms") is not None:
+                    row[field] = round(row["median_ms"] / reference_median, 3)
     return rows
 
 
