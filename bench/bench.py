@@ -444,8 +444,9 @@ def compare_grads(granule_out: Path, torch_out: Path, trainable: list[str]) -> d
 
 
 def compare_with_float64(granule_out: Path, torch_out: Path, f64_out: Path, trainable: list[str]) -> dict:
-    """When the two float32 systems differ by more than the tolerances (T5 with random weights is
-    ill-conditioned: both are ~2-4e-3 from the exact gradients of its norm weights): each system
+    """When the two float32 systems differ by more than the tolerances (T5: a ReLU pre-activation
+    within rounding of zero lands on either side in float32 and switches its unit's gradient, so
+    both are ~2-4e-3 from the exact gradients of its norm weights; bench/relu_flips.py): each system
     against PyTorch in float64. Granule passes when its loss error is within max(LOSS_RTOL, 2 ×
     PyTorch float32's) and every gradient's error within max(GRAD_RTOL, 2 × PyTorch float32's worst
     gradient error): no further from the exact values than PyTorch's own float32 rounding allows
