@@ -49,7 +49,7 @@ def main() -> int:
         import torch  # noqa: F401
     except ImportError:
         os.execv(args.python, [args.python, __file__, *sys.argv[1:]])
-    needed = [OUT / f"{args.model}.{suffix}" for suffix in ("json", "train-batch.safetensors", "granule-grads.safetensors")]
+    needed = [OUT / f"{args.model}.{suffix}" for suffix in ("json", "batch.safetensors", "granule-grads.safetensors")]
     needed.append(OUT / f"{args.model.rsplit('-b', 1)[0]}.weights.safetensors")
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
@@ -100,8 +100,7 @@ def analyse(args) -> None:
             params[name].requires_grad_(True)
         return model, mode, relus, params, trainable
 
-    batch = {k: v for k, v in torch_step.load_batch(OUT / f"{args.model}.train-batch.safetensors").items()
-             if not k.startswith("adam.") and k != "learning_rate"}
+    batch = torch_step.load_batch(OUT / f"{args.model}.batch.safetensors")  # the check's batch
 
     def gradients(model, mode, params, trainable, batch, masks=None, relus=None):
         for relu_name, relu in (relus or {}).items():
@@ -119,7 +118,10 @@ def analyse(args) -> None:
     del model
     model, mode, relus, params, _ = build(torch.float64)
     batch64 = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
-    grad64 = lambda masks=None: gradients(model, mode, params, trainable, batch64, masks, relus)  # noqa: E731
+
+    def grad64(masks=None):
+        return gradients(model, mode, params, trainable, batch64, masks, relus)
+
     g64 = grad64()
     pre64 = {name: relu.pre for name, relu in relus.items()}
     granule_file = load_file(str(OUT / f"{args.model}.granule-grads.safetensors"))
