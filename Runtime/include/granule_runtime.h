@@ -18,6 +18,7 @@
 #ifndef GRANULE_RUNTIME_H
 #define GRANULE_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,9 +102,11 @@ void gr_runtime_attach_program(gr_runtime *rt, const gr_program *program);
  * and calls gr_parallel_for, gr_raise, gr_failed, gr_philox_word, gr_sgemm_nt and gr_sgemm_small.
  *
  * Entry calling convention: `args` holds one pointer per IR parameter (in order), then one per
- * result. Results are caller-allocated, 64-byte aligned, sized by the manifest and zero-filled.
- * Parameters may point into a read-only memory-mapped file: an entry must never write through a
- * parameter pointer, and may rely only on the alignment of the element type (4 bytes for f32)
+ * result. Results are caller-allocated, 64-byte aligned, sized by the manifest and zero-filled,
+ * except that a result the manifest marks `in_place` may be given its parameter's own (writable)
+ * buffer, holding the parameter's value: the entry's reads of the parameter all come before, or
+ * element by element just before, its writes of that result. Parameters may point into a
+ * read-only memory-mapped file: an entry must never write through a parameter pointer, and may rely only on the alignment of the element type (4 bytes for f32)
  * for them. `arena` is a 64-byte aligned block of the function's `arena_bytes` (NULL when 0); its
  * contents are unspecified on entry. An entry returns 0 on success, nonzero after gr_raise.
  * Element layouts: f32 float, f64 double, i32 int32_t, i64 int64_t, i1 uint8_t (0 or 1);
@@ -382,6 +385,9 @@ typedef struct gr_value_spec {
     int64_t count;  /**< elements */
     int64_t bytes;  /**< count * element size */
     int32_t writes; /**< results: index of the parameter it replaces, or -1; params: -1 */
+    bool in_place;  /**< results: may share the buffer of parameter `writes` (the code generator
+                         proved every read of the parameter precedes or is the write of each
+                         element); see GR_BIND_RESULTS_IN_PLACE */
 } gr_value_spec;
 
 /** A function of a program. */
@@ -455,8 +461,14 @@ typedef struct gr_binding gr_binding;
 
 /** Binding flags. */
 enum {
-    GR_BIND_ALLOW_MISSING = 1 /**< leave parameters found in no file unbound (set them with
-                                   gr_binding_set_param before calling) instead of failing */
+    GR_BIND_ALLOW_MISSING = 1, /**< leave parameters found in no file unbound (set them with
+                                    gr_binding_set_param before calling) instead of failing */
+    GR_BIND_RESULTS_IN_PLACE = 2 /**< results marked in_place share their parameter's buffer: a
+                                      call updates the parameter (an optimizer step needs no
+                                      copy back, and no second copy of the parameters and
+                                      moments). Such parameters are bound as owned, writable
+                                      copies, and gr_binding_set_param must give them writable
+                                      memory. These results are not zero-filled. */
 };
 
 /**
@@ -488,6 +500,10 @@ const gr_function *gr_binding_function(const gr_binding *binding);
 const void *gr_binding_param(const gr_binding *binding, int32_t i);
 /** Result `i`'s buffer (NULL if out of range); valid until gr_binding_free. */
 void *gr_binding_result(const gr_binding *binding, int32_t i);
+/** Whether result `i` shares its parameter's buffer in this binding (GR_BIND_RESULTS_IN_PLACE). */
+bool gr_binding_result_in_place(const gr_binding *binding, int32_t i);
+/** Zero-fills every result that is not in place (the state the calling convention promises). */
+void gr_binding_clear_results(gr_binding *binding);
 
 /** Writes every result under its name (F32 F64 I32 I64 BOOL) with gr_safetensors_write. */
 int gr_binding_write_results(const gr_binding *binding, const char *path, gr_error *err);

@@ -69,7 +69,8 @@ static void print_help(FILE *out, const char *program) {
             "  bench   bind --weights and --batch once, call the function (default: the step function)\n"
             "          --warmup times untimed, then --steps times timed (monotonic clock around each call\n"
             "          only); print the median, min and max milliseconds and the peak RSS (--json: one\n"
-            "          line of JSON); nothing is written\n"
+            "          line of JSON); nothing is written (a training step updates its parameters in\n"
+            "          memory from call to call, as train does)\n"
             "  train   train with the program's @<f>_train_step (AdamW): data order, learning-rate schedule,\n"
             "          checkpoints, resume; see `%s train --help`\n"
             "  generate  greedy or beam-search generation with @encode / @decode_step, predictions as JSONL;\n"
@@ -274,7 +275,7 @@ static int command_info(const gr_program *program) {
             const gr_value_spec *spec = &fn->results[r];
             gr_value_spec_type(spec, type, sizeof type);
             printf("  -> %s: %s", spec->name, type);
-            if (spec->writes >= 0) printf(" writes %%%s", fn->params[spec->writes].name);
+            if (spec->writes >= 0) printf(" writes %%%s%s", fn->params[spec->writes].name, spec->in_place ? " (in place)" : "");
             printf("\n");
         }
     }
@@ -292,7 +293,9 @@ static bool same_file_given_before(const char *const *paths, int i) {
     return false;
 }
 
-/* Opens the files (each once; files[] must hold MAX_INPUTS NULLs) and binds fn to them. */
+/* Opens the files (each once; files[] must hold MAX_INPUTS NULLs) and binds fn to them, with the
+ * results the manifest marks in_place in their parameters' buffers (an AdamW step then updates
+ * its own copy of the trainable parameters and moments instead of allocating a second one). */
 static gr_binding *open_and_bind(const gr_function *fn, const char *const *paths, int path_count, gr_safetensors **files, gr_error *err) {
     int file_count = 0;
     for (int i = 0; i < path_count; i++) {
@@ -301,7 +304,7 @@ static gr_binding *open_and_bind(const gr_function *fn, const char *const *paths
         if (files[file_count] == NULL) return NULL;
         file_count++;
     }
-    return gr_binding_create(fn, files, (size_t)file_count, 0, err);
+    return gr_binding_create(fn, files, (size_t)file_count, GR_BIND_RESULTS_IN_PLACE, err);
 }
 
 /* Whether the function's first result is a float scalar (the loss of a step function). */
@@ -443,7 +446,8 @@ static void print_profile(const gr_function *fn, const gr_runtime *rt, int calls
 
 /* Binds fn once, calls it o->warmup times untimed and o->steps times timed (the monotonic clock
  * around the entry call only; the results are zero-filled before each call, as the ABI promises,
- * outside the timed region) and prints the statistics, with the median process CPU time of a
+ * outside the timed region, except those in place: a training step's parameters and moments are
+ * updated from call to call, as in `train`) and prints the statistics, with the median process CPU time of a
  * timed call (user + system, all threads: on a shared machine it tells contention from work). */
 static int bench(const gr_function *fn, const options *o) {
     gr_error err;
@@ -472,7 +476,7 @@ static int bench(const gr_function *fn, const options *o) {
     }
     for (int i = 0; i < o->warmup + o->steps; i++) {
         if (o->profile && i == o->warmup && gr_runtime_profile_enable(rt, profile_steps, &err) != 0) goto done;
-        for (int32_t r = 0; r < fn->result_count; r++) memset(gr_binding_result(binding, r), 0, (size_t)fn->results[r].bytes);
+        gr_binding_clear_results(binding);
         double cpu_start = cpu_ms();
         double start = now_ms();
         int failed = gr_binding_call(rt, binding, &err);

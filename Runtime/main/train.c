@@ -18,8 +18,10 @@
  *     W = int(ratio · T)) and dropout_seed = train_dropout_seed(seed, k). Nothing else feeds a
  *     step, so a resumed run repeats an uninterrupted one bit for bit.
  *  3. After the call: the loss and `grad_norm` must be finite, else the run stops with
- *     "step K: the loss is NaN" and exit 1, writing no checkpoint (the last good one stays). Then
- *     every result that `writes` a parameter is copied into that parameter's buffer.
+ *     "step K: the loss is NaN" and exit 1, writing no checkpoint (the last good one stays). The
+ *     results the manifest marks in_place (AdamW's updates) were computed in their parameters'
+ *     buffers (GR_BIND_RESULTS_IN_PLACE); any other result that `writes` a parameter is copied
+ *     into that parameter's buffer.
  *  4. Log the step (JSONL), print progress (stderr, at most once a second), keep the curve; every
  *     --checkpoint-every steps, at the end, at --stop-at and after SIGINT/SIGTERM write the
  *     checkpoint (safetensors, atomically, CRC-32 included) and the curve (CSV + SVG, atomically).
@@ -42,7 +44,7 @@
  *
  * What it does not do: gradient accumulation, evaluation during training, several step functions
  * at once; it trusts the step function's `writes` (a trainable parameter that no result writes
- * stays as loaded). Copying each written result into its parameter costs one memcpy per step.
+ * stays as loaded).
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* sigaction, open_memstream, clock_gettime, fsync */
@@ -1105,7 +1107,7 @@ static int reconcile_resume(trainer *t, gr_error *err) {
 /* Binds every parameter (see the file comment, step 1). */
 static int bind_parameters(trainer *t, gr_error *err) {
     const gr_function *fn = t->fn;
-    t->binding = gr_binding_create(fn, NULL, 0, GR_BIND_ALLOW_MISSING, err);
+    t->binding = gr_binding_create(fn, NULL, 0, GR_BIND_ALLOW_MISSING | GR_BIND_RESULTS_IN_PLACE, err);
     if (t->binding == NULL) return -1;
     for (int32_t i = 0; i < fn->param_count; i++) {
         const gr_value_spec *spec = &fn->params[i];
@@ -1430,9 +1432,7 @@ static outcome train_loop(trainer *t, gr_error *err) {
             }
         }
         if (t->seed_param >= 0) *(int64_t *)t->buffers[t->seed_param] = train_dropout_seed(t->seed, k);
-        for (int32_t r = 0; r < fn->result_count; r++) {
-            if (fn->results[r].bytes > 0) memset(gr_binding_result(t->binding, r), 0, (size_t)fn->results[r].bytes);
-        }
+        gr_binding_clear_results(t->binding);
         const char *task_name = train_data_task_name(t->data, t->plan.task[position]);
         if (gr_binding_call(t->rt, t->binding, err) != 0) {
             char message[GR_ERROR_CAPACITY];
@@ -1452,7 +1452,7 @@ static outcome train_loop(trainer *t, gr_error *err) {
         }
         for (int32_t r = 0; r < fn->result_count; r++) {
             const gr_value_spec *spec = &fn->results[r];
-            if (spec->writes >= 0 && spec->bytes > 0) {
+            if (spec->writes >= 0 && spec->bytes > 0 && !gr_binding_result_in_place(t->binding, r)) {
                 memcpy(t->buffers[spec->writes], gr_binding_result(t->binding, r), (size_t)spec->bytes);
             }
         }

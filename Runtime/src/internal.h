@@ -178,6 +178,12 @@ float gr_bf16_to_f32(uint16_t bits);
 
 /* ---- program.c ---------------------------------------------------------------------------------- */
 
+/**
+ * Drops this process's resident pages of tensor t's data (the whole pages inside it; neighbours'
+ * shared pages stay) once a copy of it exists. The mapping is private and read-only, so a later
+ * read simply faults the file's bytes back in: correctness never depends on it, peak RSS does.
+ */
+void gr_safetensors_release(const gr_safetensors *file, const gr_st_tensor *t);
 /** Whether a file tensor of dtype `got` can feed an IR dtype `want` (f32 also takes F16 and BF16). */
 bool gr_st_dtype_feeds(gr_dtype want, gr_st_dtype got);
 /** The file dtype that holds an IR dtype exactly. */
@@ -185,7 +191,8 @@ gr_st_dtype gr_st_dtype_of(gr_dtype dtype);
 /**
  * The data parameter `spec` reads from tensor t of f (dtype and shape already checked): the
  * mapping itself when `may_map` and the dtype and alignment fit, else an aligned copy (F16/BF16
- * widened) that is also stored in *owned for the caller to gr_aligned_free.
+ * widened) that is also stored in *owned for the caller to gr_aligned_free. After a copy the
+ * tensor's mapped pages are released (gr_safetensors_release), so the process holds it once.
  */
 int gr_param_data(const gr_value_spec *spec, const gr_safetensors *f, const gr_st_tensor *t, bool may_map, void **data, void **owned,
                   gr_error *err);

@@ -199,7 +199,7 @@ static int64_t count_specs(const gr_json *functions) {
 static int parse_value_spec(const gr_json *object, const place *where, bool is_result, gr_value_spec *spec, int64_t **dims,
                             gr_error *err) {
     static const char *const param_fields[] = {"name", "dtype", "shape", "role", NULL};
-    static const char *const result_fields[] = {"name", "dtype", "shape", "writes", NULL};
+    static const char *const result_fields[] = {"name", "dtype", "shape", "writes", "in_place", NULL};
     if (check_object(object, where, is_result ? result_fields : param_fields, 4, err) != 0) return -1;
     place p = place_at(where, "name");
     if (get_string(gr_json_member_find(object, "name", NULL), &p, true, &spec->name, err) != 0) return -1;
@@ -231,6 +231,7 @@ static int parse_value_spec(const gr_json *object, const place *where, bool is_r
     spec->count = zero ? 0 : bounded;
     spec->bytes = spec->count * (int64_t)ir_dtype_sizes[spec->dtype];
     spec->writes = -1;
+    spec->in_place = false;
     if (is_result) {
         spec->role = GR_ROLE_RESULT;
         p = place_at(where, "writes");
@@ -238,6 +239,13 @@ static int parse_value_spec(const gr_json *object, const place *where, bool is_r
         if (get_integer(gr_json_member_find(object, "writes", NULL), &p, &writes, err) != 0) return -1;
         if (writes < -1 || writes > INT32_MAX) return manifest_fail(err, &p, "expected -1 or a parameter index, got %" PRId64, writes);
         spec->writes = (int32_t)writes;
+        const gr_json *in_place = gr_json_member_find(object, "in_place", NULL);
+        if (in_place != NULL) {
+            p = place_at(where, "in_place");
+            if (in_place->kind != GR_JSON_BOOL) return manifest_fail(err, &p, "expected true or false, got %s", gr_json_kind_name(in_place->kind));
+            if (in_place->as.boolean && writes < 0) return manifest_fail(err, &p, "a result that writes no parameter cannot be in place");
+            spec->in_place = in_place->as.boolean;
+        }
     } else {
         p = place_at(where, "role");
         if (get_choice(gr_json_member_find(object, "role", NULL), &p, role_names, 4, &choice, err) != 0) return -1;
@@ -536,13 +544,21 @@ struct gr_binding {
     const gr_function *function;
     void **args;   /* params, then results */
     void **owned;  /* per parameter: an aligned copy this binding frees, or NULL */
+    int32_t *writer; /* per parameter: the in_place result sharing its buffer (GR_BIND_RESULTS_IN_PLACE), or -1 */
     gr_arena arena;
 };
+
+static bool shares_buffer(const gr_binding *b, int32_t r) {
+    int32_t p = b->function->results[r].writes;
+    return p >= 0 && b->writer != NULL && b->writer[p] == r;
+}
 
 void gr_binding_free(gr_binding *b) {
     if (b == NULL) return;
     if (b->args != NULL) {
-        for (int32_t r = 0; r < b->function->result_count; r++) gr_aligned_free(b->args[b->function->param_count + r]);
+        for (int32_t r = 0; r < b->function->result_count; r++) {
+            if (!shares_buffer(b, r)) gr_aligned_free(b->args[b->function->param_count + r]);
+        }
     }
     if (b->owned != NULL) {
         for (int32_t i = 0; i < b->function->param_count; i++) gr_aligned_free(b->owned[i]);
@@ -550,6 +566,7 @@ void gr_binding_free(gr_binding *b) {
     gr_arena_release(&b->arena);
     free(b->args);
     free(b->owned);
+    free(b->writer);
     free(b);
 }
 
@@ -586,7 +603,8 @@ static int bind_tensor(gr_binding *b, int32_t i, const gr_safetensors *f, const 
         return gr_fail(err, "%s: tensor '%s': parameter of function '%s' needs %s, got %s", gr_safetensors_path(f), t->name, fn->name,
                        want, got);
     }
-    return gr_param_data(spec, f, t, true, &b->args[i], &b->owned[i], err);
+    /* A parameter an in-place result writes needs memory of its own (the file is mapped read-only). */
+    return gr_param_data(spec, f, t, b->writer[i] < 0, &b->args[i], &b->owned[i], err);
 }
 
 gr_st_dtype gr_st_dtype_of(gr_dtype dtype) {
@@ -611,6 +629,7 @@ int gr_param_data(const gr_value_spec *spec, const gr_safetensors *f, const gr_s
         gr_aligned_free(copy);
         return -1;
     }
+    gr_safetensors_release(f, t);
     *owned = *data = copy;
     return 0;
 }
@@ -625,13 +644,21 @@ gr_binding *gr_binding_create(const gr_function *fn, gr_safetensors *const *file
     size_t arg_count = (size_t)fn->param_count + (size_t)fn->result_count;
     b->args = calloc(arg_count + 1, sizeof *b->args);
     b->owned = calloc((size_t)fn->param_count + 1, sizeof *b->owned);
-    if (b->args == NULL || b->owned == NULL) {
+    b->writer = malloc(((size_t)fn->param_count + 1) * sizeof *b->writer);
+    if (b->args == NULL || b->owned == NULL || b->writer == NULL) {
         gr_binding_free(b);
         gr_fail(err, "function '%s': out of memory", fn->name);
         return NULL;
     }
+    for (int32_t i = 0; i < fn->param_count; i++) b->writer[i] = -1;
+    if (flags & GR_BIND_RESULTS_IN_PLACE) {
+        for (int32_t r = 0; r < fn->result_count; r++) {
+            if (fn->results[r].in_place) b->writer[fn->results[r].writes] = r;
+        }
+    }
     for (int32_t r = 0; r < fn->result_count; r++) {
         const gr_value_spec *spec = &fn->results[r];
+        if (shares_buffer(b, r)) continue; /* set with its parameter */
         void *block = gr_aligned_alloc((size_t)spec->bytes);
         if (block == NULL) {
             gr_binding_free(b);
@@ -675,6 +702,9 @@ gr_binding *gr_binding_create(const gr_function *fn, gr_safetensors *const *file
             return NULL;
         }
     }
+    for (int32_t i = 0; i < fn->param_count; i++) {
+        if (b->writer[i] >= 0) b->args[fn->param_count + b->writer[i]] = b->args[i];
+    }
     if (gr_arena_init(&b->arena, fn->arena_bytes, err) != 0) {
         gr_error_prefix(err, "function '%s': ", fn->name);
         gr_binding_free(b);
@@ -692,6 +722,7 @@ int gr_binding_set_param(gr_binding *b, int32_t i, const void *data, gr_error *e
     gr_aligned_free(b->owned[i]);
     b->owned[i] = NULL;
     b->args[i] = (void *)(uintptr_t)data;
+    if (b->writer[i] >= 0) b->args[fn->param_count + b->writer[i]] = b->args[i];
     return 0;
 }
 
@@ -719,6 +750,17 @@ const void *gr_binding_param(const gr_binding *b, int32_t i) {
 
 void *gr_binding_result(const gr_binding *b, int32_t i) {
     return i >= 0 && i < b->function->result_count ? b->args[b->function->param_count + i] : NULL;
+}
+
+bool gr_binding_result_in_place(const gr_binding *b, int32_t i) {
+    return i >= 0 && i < b->function->result_count && shares_buffer(b, i);
+}
+
+void gr_binding_clear_results(gr_binding *b) {
+    const gr_function *fn = b->function;
+    for (int32_t r = 0; r < fn->result_count; r++) {
+        if (!shares_buffer(b, r) && fn->results[r].bytes > 0) memset(b->args[fn->param_count + r], 0, (size_t)fn->results[r].bytes);
+    }
 }
 
 int gr_binding_write_results(const gr_binding *b, const char *path, gr_error *err) {

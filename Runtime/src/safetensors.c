@@ -20,6 +20,9 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* madvise, MADV_DONTNEED */
+#endif
 
 #include "internal.h"
 
@@ -559,6 +562,14 @@ int64_t gr_safetensors_count(const gr_safetensors *file) {
 
 const gr_st_tensor *gr_safetensors_tensor(const gr_safetensors *file, int64_t i) {
     return i >= 0 && i < file->count ? &file->tensors[i] : NULL;
+}
+
+void gr_safetensors_release(const gr_safetensors *file, const gr_st_tensor *t) {
+    if (file->map == NULL || t->bytes <= 0) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = ((uintptr_t)t->data + page - 1) / page * page;
+    uintptr_t end = ((uintptr_t)t->data + (uintptr_t)t->bytes) / page * page;
+    if (end > begin) (void)madvise((void *)begin, end - begin, MADV_DONTNEED); /* best effort */
 }
 
 const gr_st_tensor *gr_safetensors_find(const gr_safetensors *file, const char *name) {

@@ -183,6 +183,10 @@ static void test_rejects_broken_manifests(void) {
                    "manifest: functions[0].results[0].writes: result 'y' is f32[3] but parameter 'x' is f32[2]");
     MANIFEST_ERROR(FN(P("x", "f32", "[2]", "state"), R("y", "f32", "[2]", "0") "," R("z", "f32", "[2]", "0")),
                    "manifest: functions[0].results[1].writes: parameter 'x' is already written by result 'y'");
+    MANIFEST_ERROR(FN(P("x", "f32", "[2]", "state"), "{\"name\": \"y\", \"dtype\": \"f32\", \"shape\": [2], \"writes\": 0, \"in_place\": 1}"),
+                   "manifest: functions[0].results[0].in_place: expected true or false, got a number");
+    MANIFEST_ERROR(FN(P("x", "f32", "[2]", "state"), "{\"name\": \"y\", \"dtype\": \"f32\", \"shape\": [2], \"writes\": -1, \"in_place\": true}"),
+                   "manifest: functions[0].results[0].in_place: a result that writes no parameter cannot be in place");
     MANIFEST_ERROR(FN(P("x", "f32", "[2]", "input"), "{\"name\": \"y\", \"dtype\": \"f32\", \"shape\": [], \"writes\": -1, \"role\": \"input\"}"),
                    "manifest: functions[0].results[0]: unknown field 'role'");
     MANIFEST_ERROR("{\"version\": 1, \"ops\": [], \"functions\": [{\"name\": \"f\", \"arena_bytes\": -1, \"params\": [], \"results\": []}]}",
@@ -246,6 +250,95 @@ static void test_binds_calls_and_writes_results(void) {
     gr_binding_free(b);
     gr_runtime_destroy(rt);
     close_inputs(&o);
+    remove_tree(directory);
+}
+
+/* @step(x: f32[4] input, w: f32[4] trainable) -> (w: f32[4] writes %w in_place, total: f32[]):
+ * w ← 2·w + x, element by element (each w_i read just before it is written), total = Σ new w. */
+static int32_t double_and_add(void *const *args, void *arena, gr_runtime *rt) {
+    (void)arena;
+    (void)rt;
+    const float *x = args[0], *w = args[1];
+    float *w_new = args[2], *total = args[3];
+    for (int i = 0; i < 4; i++) {
+        w_new[i] = 2 * w[i] + x[i];
+        *total += w_new[i]; /* relies on the zero-filled result */
+    }
+    return 0;
+}
+
+static void test_results_in_place_share_their_parameters_buffer(void) {
+    static gr_entry_fn const entries[] = {double_and_add};
+    const char *manifest = FN(P("x", "f32", "[4]", "input") "," P("w", "f32", "[4]", "trainable"),
+                              "{\"name\": \"w\", \"dtype\": \"f32\", \"shape\": [4], \"writes\": 1, \"in_place\": true},"
+                              R("total", "f32", "[]", "-1"));
+    gr_error err;
+    gr_program *program = gr_program_load(manifest, entries, &err);
+    CHECK(program != NULL);
+    if (program == NULL) return;
+    const gr_function *fn = gr_program_function(program, 0);
+    CHECK(fn->results[0].in_place && !fn->results[1].in_place);
+
+    make_temp_dir(directory, sizeof directory);
+    char path[700];
+    file_path(path, sizeof path, "params.safetensors");
+    static const float x[4] = {1, 2, 3, 4}, w[4] = {0.5f, -1, 0, 8};
+    int64_t shape[1] = {4};
+    const gr_st_write_tensor tensors[2] = {{"x", GR_ST_F32, 1, shape, x}, {"w", GR_ST_F32, 1, shape, w}};
+    CHECK_EQ(gr_safetensors_write(path, tensors, 2, NULL, 0, &err), 0);
+    gr_safetensors *file = gr_safetensors_open(path, 0, &err);
+    CHECK(file != NULL);
+    gr_runtime *rt = gr_runtime_create(1);
+
+    /* Without the flag: a result buffer of its own; the parameter stays in the read-only mapping. */
+    gr_binding *b = gr_binding_create(fn, &file, 1, 0, &err);
+    CHECK(b != NULL);
+    CHECK(gr_binding_param(b, 1) == gr_safetensors_find(file, "w")->data);
+    CHECK(gr_binding_result(b, 0) != gr_binding_param(b, 1) && !gr_binding_result_in_place(b, 0));
+    CHECK_EQ(gr_binding_call(rt, b, &err), 0);
+    const float *out = gr_binding_result(b, 0);
+    CHECK(out[0] == 2 && out[1] == 0 && out[2] == 3 && out[3] == 20);
+    CHECK(*(const float *)gr_binding_result(b, 1) == 25);
+    gr_binding_free(b);
+
+    /* With it: the parameter is an owned copy, the result is that copy, and each call updates it. */
+    b = gr_binding_create(fn, &file, 1, GR_BIND_RESULTS_IN_PLACE, &err);
+    CHECK(b != NULL);
+    CHECK(gr_binding_param(b, 1) != gr_safetensors_find(file, "w")->data);
+    CHECK(gr_binding_result(b, 0) == gr_binding_param(b, 1));
+    CHECK(gr_binding_result_in_place(b, 0) && !gr_binding_result_in_place(b, 1) && !gr_binding_result_in_place(b, 2));
+    for (int call = 0; call < 2; call++) {
+        gr_binding_clear_results(b);
+        CHECK_EQ(gr_binding_call(rt, b, &err), 0);
+    }
+    const float *updated = gr_binding_param(b, 1);
+    CHECK(updated[0] == 5 && updated[1] == 2 && updated[2] == 9 && updated[3] == 44); /* 2·(2w + x) + x */
+    CHECK(*(const float *)gr_binding_result(b, 1) == 60);                             /* cleared between calls */
+    CHECK(((const float *)gr_safetensors_find(file, "w")->data)[3] == 8);             /* the file is untouched */
+
+    /* A parameter set by the caller carries its result along. */
+    float mine[4] = {1, 1, 1, 1};
+    CHECK_EQ(gr_binding_set_param(b, 1, mine, &err), 0);
+    CHECK(gr_binding_result(b, 0) == mine);
+    gr_binding_clear_results(b);
+    CHECK_EQ(gr_binding_call(rt, b, &err), 0);
+    CHECK(mine[0] == 3 && mine[1] == 4 && mine[2] == 5 && mine[3] == 6);
+    gr_binding_free(b);
+
+    /* A parameter left unbound (GR_BIND_ALLOW_MISSING) gets its result with gr_binding_set_param. */
+    b = gr_binding_create(fn, NULL, 0, GR_BIND_ALLOW_MISSING | GR_BIND_RESULTS_IN_PLACE, &err);
+    CHECK(b != NULL && gr_binding_result(b, 0) == NULL);
+    float input[4] = {0, 0, 0, 1}, state[4] = {1, 2, 3, 4};
+    CHECK_EQ(gr_binding_set_param(b, 0, input, &err), 0);
+    CHECK_EQ(gr_binding_set_param(b, 1, state, &err), 0);
+    CHECK(gr_binding_result(b, 0) == state);
+    CHECK_EQ(gr_binding_call(rt, b, &err), 0);
+    CHECK(state[0] == 2 && state[3] == 9);
+    gr_binding_free(b);
+
+    gr_runtime_destroy(rt);
+    gr_safetensors_close(file);
+    gr_program_free(program);
     remove_tree(directory);
 }
 
@@ -537,6 +630,7 @@ void suite_program(void) {
     RUN(test_loads_the_fake_manifest);
     RUN(test_rejects_broken_manifests);
     RUN(test_binds_calls_and_writes_results);
+    RUN(test_results_in_place_share_their_parameters_buffer);
     RUN(test_raised_errors_reach_the_caller_with_the_op);
     RUN(test_binding_errors_name_the_parameter_and_files);
     RUN(test_half_precision_weights_are_converted);

@@ -8,6 +8,10 @@
  *       -> (loss: f32[], w: f32[3] writes %w, adam.m.w: f32[3] writes %adam.m.w,
  *           adam.step: i64[] writes %adam.step, grad_norm: f32[])
  *
+ *   w and adam.m.w are marked in_place (each element of w and m is read just before its new value
+ *   is written, as the code generator's AdamW kernels do), adam.step is not: `train` runs the
+ *   first two in their parameters' buffers and copies the third back.
+ *
  *   A linear model with a quadratic loss and SGD with momentum:
  *     r_j  = Σ_i scale_i·w_i·x_ji − y_j;   loss = mean_j r_j² + 1e-6·u(dropout_seed)
  *     g_i  = (2/B) Σ_j r_j·scale_i·x_ji;   grad_norm = |g|
@@ -40,8 +44,8 @@ const char granule_manifest[] =
     "              {\"name\": \"adam.step\", \"dtype\": \"i64\", \"shape\": [], \"role\": \"state\"},\n"
     "              {\"name\": \"adam.m.w\", \"dtype\": \"f32\", \"shape\": [3], \"role\": \"state\"}],\n"
     "   \"results\": [{\"name\": \"loss\", \"dtype\": \"f32\", \"shape\": [], \"writes\": -1},\n"
-    "               {\"name\": \"w\", \"dtype\": \"f32\", \"shape\": [3], \"writes\": 5},\n"
-    "               {\"name\": \"adam.m.w\", \"dtype\": \"f32\", \"shape\": [3], \"writes\": 7},\n"
+    "               {\"name\": \"w\", \"dtype\": \"f32\", \"shape\": [3], \"writes\": 5, \"in_place\": true},\n"
+    "               {\"name\": \"adam.m.w\", \"dtype\": \"f32\", \"shape\": [3], \"writes\": 7, \"in_place\": true},\n"
     "               {\"name\": \"adam.step\", \"dtype\": \"i64\", \"shape\": [], \"writes\": 6},\n"
     "               {\"name\": \"grad_norm\", \"dtype\": \"f32\", \"shape\": [], \"writes\": -1}]}],\n"
     " \"ops\": [],\n"

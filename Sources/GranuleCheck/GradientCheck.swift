@@ -23,7 +23,7 @@ public struct GradientCheck: Sendable {
         public var parameter: String
         public var checkedElements: Int
         /// max |analytic − numeric| / max |numeric| over the checked elements; 0 for a gradient that
-        /// is zero by both measures (see `isZero`).
+        /// is zero by both measures (see `isZero`); infinite when either side has a NaN or infinity.
         public var relativeError: Double
         /// Both the analytic gradient (below 1e-12) and the finite differences (below 1e-9, their
         /// noise level) vanish: a relative error means nothing there. Attention's key bias is one
@@ -68,6 +68,7 @@ public struct GradientCheck: Sendable {
             var maxError = 0.0
             var maxNumeric = 0.0
             var maxAnalytic = 0.0
+            var nonFinite = false
             for index in indices {
                 var plus = inputs
                 var minus = inputs
@@ -76,15 +77,17 @@ public struct GradientCheck: Sendable {
                 let up = try interpreter.run(function, inputs: plus)[0].tensor.floats[0]
                 let down = try interpreter.run(function, inputs: minus)[0].tensor.floats[0]
                 let numeric = (up - down) / (2 * step)
+                // max() would drop a NaN: a gradient of NaNs must fail, not compare as 0.
+                if !numeric.isFinite || !analytic.floats[index].isFinite { nonFinite = true }
                 maxError = max(maxError, Swift.abs(analytic.floats[index] - numeric))
                 maxNumeric = max(maxNumeric, Swift.abs(numeric))
                 maxAnalytic = max(maxAnalytic, Swift.abs(analytic.floats[index]))
             }
-            let isZero = maxAnalytic < 1e-12 && maxNumeric < 1e-9
+            let isZero = !nonFinite && maxAnalytic < 1e-12 && maxNumeric < 1e-9
             let norm = analytic.floats.reduce(0) { $0 + $1 * $1 }.squareRoot()
             entries.append(Entry(
                 parameter: parameter, checkedElements: indices.count,
-                relativeError: isZero ? 0 : maxError / max(maxNumeric, 1e-30), isZero: isZero,
+                relativeError: nonFinite ? .infinity : isZero ? 0 : maxError / max(maxNumeric, 1e-30), isZero: isZero,
                 maxAbsoluteError: maxError, gradientNorm: norm))
         }
         return Report(loss: loss, entries: entries)

@@ -1,5 +1,6 @@
 import Foundation
 import GranuleIR
+import GranuleSupport
 
 /// Links a compiled program's object files with the C runtime into a standalone executable:
 /// `cc program.o... runtime objects -lopenblas -lz -lm -lpthread`. The runtime objects come from
@@ -31,8 +32,14 @@ public struct Linker: Sendable {
         throw Diagnostic("cannot find Granule's C runtime (Runtime/include/granule_runtime.h); set GRANULE_RUNTIME to its directory")
     }
 
-    public func link(objects: [String], output: String) throws(Diagnostic) {
+    public func link(objects: [String], output requested: String) throws(Diagnostic) {
         let fileManager = FileManager.default
+        let output: String
+        do {
+            output = try OutputFile.resolve(requested)
+        } catch {
+            throw Diagnostic(file: requested, error.message)
+        }
         let compiler = ProcessInfo.processInfo.environment["CC"] ?? "cc"
         let scratch = output + ".tmp-runtime"
         defer { try? fileManager.removeItem(atPath: scratch) }
@@ -47,11 +54,11 @@ public struct Linker: Sendable {
             try? fileManager.removeItem(atPath: temporary)
             throw Diagnostic("linking \(output) failed:\n\(String(decoding: diagnostics, as: UTF8.self))")
         }
-        _ = try? fileManager.removeItem(atPath: output)
-        do {
-            try fileManager.moveItem(atPath: temporary, toPath: output)
-        } catch {
-            throw Diagnostic(file: output, "cannot write the executable: \(error.localizedDescription)")
+        // rename(2) replaces a regular file atomically; `OutputFile` refused anything else.
+        guard rename(temporary, output) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? fileManager.removeItem(atPath: temporary)
+            throw Diagnostic(file: output, "cannot write the executable: \(reason)")
         }
     }
 }

@@ -17,11 +17,11 @@ enum BufferLocation: Equatable {
 /// through views and fused expressions count); (2) a walk over the steps decides which outputs are
 /// computed in place: an elementwise kernel takes over the buffer of an input whose last read it
 /// is when every read of that buffer is at the output's own index (same shape, dense), so each
-/// element is read before it is overwritten; and a `cross_entropy_grad` takes over its logits'
-/// buffer (see `rowWiseDonor`); (3) offsets, greedy by size: the largest buffer first, each at the
-/// lowest offset clear of every placed buffer live at any of its steps (64-byte aligned), so a
-/// kernel never writes over a live input except in place. Returned values live in the caller's
-/// result buffers; parameters in its arguments.
+/// element is read before it is overwritten; a `cross_entropy_grad` takes over its logits' buffer
+/// and a `scatter_add` its target's (see `rowWiseDonor`); (3) offsets, greedy by size: the
+/// largest buffer first, each at the lowest offset clear of every placed buffer live at any of its
+/// steps (64-byte aligned), so a kernel never writes over a live input except in place. Returned
+/// values live in the caller's result buffers; parameters in its arguments.
 ///
 /// Not done: rematerialization (recomputing cheap activations in the backward pass instead of
 /// keeping them), which would lower the live peak itself.
@@ -31,6 +31,11 @@ struct MemoryPlan {
     /// Outputs written over an input's buffer (elementwise in place, the loss gradient over the
     /// logits): output → that input.
     private(set) var inPlaceDonors: [Value: Value] = [:]
+    /// Results that may be computed in the buffer of the parameter they write (`writes`), by index:
+    /// see `resultsInPlace`. The manifest marks them `in_place`; a caller that binds such a
+    /// result's buffer to its parameter's (the training loop) needs no second copy of the
+    /// trainable parameters and optimizer moments, and no copy back after each step.
+    private(set) var inPlaceResults: Set<Int> = []
     /// Buffers read by each step (for liveness, and for the IR dump).
     private(set) var reads: [[Value]] = []
     /// Each arena buffer's steps, from the one that writes it to the last that reads it.
@@ -61,6 +66,8 @@ struct MemoryPlan {
             case .copyToResult: written.append([])
             }
         }
+
+        inPlaceResults = MemoryPlan.resultsInPlace(schedule, locations: locations, written: written, lastRead: lastRead)
 
         // The walk decides which outputs take over an input's buffer and how long each buffer
         // lives; buffers that share storage (a donor and its in-place outputs) form one group.
@@ -126,13 +133,26 @@ struct MemoryPlan {
         live: [Value: Int]
     ) -> Value? {
         let type = function.type(of: output)
-        let identical = Layout(buffer: output, offset: 0, strides: rowMajorStrides(type.shape))
+        for buffer in readOnlyAtOwnIndex(output, leaves: leaves, function).sorted() {
+            guard lastRead[buffer] == step, let size = live[buffer], function.type(of: buffer).dtype == type.dtype,
+                size >= aligned(type.elementCount * type.dtype.byteSize)
+            else { continue }
+            return buffer
+        }
+        return nil
+    }
+
+    /// The buffers an elementwise step computing `output` reads only at the output's own index
+    /// (same shape, dense, no offset), so that writing an element after reading it is safe.
+    private static func readOnlyAtOwnIndex(_ output: Value, leaves: [Value: Leaf], _ function: Function) -> Set<Value> {
+        let type = function.type(of: output)
+        let identical = rowMajorStrides(type.shape)
         var exact: Set<Value> = []
         var other: Set<Value> = []
         func collect(_ leaf: Leaf, sameShape: Bool) {
             switch leaf {
             case .strided(let layout):
-                let isIdentical = sameShape && layout.offset == 0 && layout.strides == identical.strides
+                let isIdentical = sameShape && layout.offset == 0 && layout.strides == identical
                 if isIdentical { exact.insert(layout.buffer) } else { other.insert(layout.buffer) }
             case .padded(let inner, _, _):
                 collect(inner, sameShape: false)
@@ -143,30 +163,60 @@ struct MemoryPlan {
         for (value, leaf) in leaves {
             collect(leaf, sameShape: function.type(of: value).shape == type.shape)
         }
-        for buffer in exact.subtracting(other).sorted() {
-            guard lastRead[buffer] == step, let size = live[buffer], function.type(of: buffer).dtype == type.dtype,
-                size >= aligned(type.elementCount * type.dtype.byteSize)
-            else { continue }
-            return buffer
-        }
-        return nil
+        return exact.subtracting(other)
     }
 
-    /// The logits of a `cross_entropy_grad` whose last read it is: its kernel reads a whole row
-    /// (maximum, sum of exponentials) before it writes that row, element by element, each element
-    /// read just before its gradient is stored, so the gradient can overwrite the logits. At batch
-    /// 32 that is 65 MB (320 positions × VL-BART's 50,465 logits) off the training step's
-    /// peak. Other row-wise ops (softmax, norms) are fused into elementwise steps or read their
-    /// input again later and are not taken.
+    /// The results that can be computed over the parameter they write: result `r` with `writes %p`
+    /// whose value is returned once, lives in result buffer `r`, and is written by exactly one step,
+    /// an elementwise kernel, after which nothing reads `%p`, and which itself reads `%p` only at
+    /// the output's own index. AdamW's updates (`new.<p>`, the moments) are such kernels: the
+    /// forward and backward passes read the parameters before the first update. Sharing the buffer
+    /// is then safe whether or not the caller does it, so a binding may choose (the runtime's
+    /// `GR_BIND_RESULTS_IN_PLACE`). Not taken: results written by a GEMM, a copy or any other
+    /// kernel, whose reads and writes this plan does not order element by element.
+    private static func resultsInPlace(
+        _ schedule: Schedule, locations: [Value: BufferLocation], written: [[Value]], lastRead: [Value: Int]
+    ) -> Set<Int> {
+        let function = schedule.function
+        var taken: Set<Int> = []
+        for (index, result) in function.results.enumerated() {
+            guard let target = result.writes, locations[result.value] == .result(index),
+                function.type(of: target) == function.type(of: result.value),
+                function.results.filter({ $0.value == result.value || $0.writes == target }).count == 1
+            else { continue }
+            let writers = written.indices.filter { written[$0].contains(result.value) }
+            guard writers.count == 1, let step = writers.first, case .elementwise(_, let leaves) = schedule.steps[step],
+                written.allSatisfy({ !$0.contains(target) })
+            else { continue }
+            let lastReadOfTarget = lastRead[target] ?? -1
+            if lastReadOfTarget > step { continue }
+            if lastReadOfTarget == step, !readOnlyAtOwnIndex(result.value, leaves: leaves, function).contains(target) { continue }
+            taken.insert(index)
+        }
+        return taken
+    }
+
+    /// An operand a non-elementwise op's output may overwrite, when this op is its last read:
+    ///
+    /// * the logits of a `cross_entropy_grad`: its kernel reads a whole row (maximum, sum of
+    ///   exponentials) before it writes that row, element by element, each element read just
+    ///   before its gradient is stored. At batch 32 that is 65 MB (320 positions × VL-BART's
+    ///   50,465 logits) off the training step's peak.
+    /// * the target of a `scatter_add`: its kernel copies the target element by element into the
+    ///   output, then only adds into the output, so in place it skips the copy. An embedding's
+    ///   gradient is a scatter into a [vocabulary × d_model] buffer (155 MB for BART-base).
+    ///
+    /// Other row-wise ops (softmax, norms) are fused into elementwise steps or read their input
+    /// again later and are not taken.
     private static func rowWiseDonor(
         of op: Operation, _ function: Function, step: Int, lastRead: [Value: Int], live: [Value: Int]
     ) -> Value? {
-        guard op.opcode == .crossEntropyGrad, let logits = op.operands.first, lastRead[logits] == step,
-            let size = live[logits]
+        guard op.opcode == .crossEntropyGrad || op.opcode == .scatterAdd, let donor = op.operands.first,
+            !op.operands.dropFirst().contains(donor), lastRead[donor] == step, let size = live[donor]
         else { return nil }
         let type = function.type(of: op.result)
-        guard function.type(of: logits) == type, size >= aligned(type.elementCount * type.dtype.byteSize) else { return nil }
-        return logits
+        guard function.type(of: donor) == type, size >= aligned(type.elementCount * type.dtype.byteSize) else { return nil }
+        return donor
     }
 
     static func aligned(_ bytes: Int) -> Int { max(alignment, (bytes + alignment - 1) / alignment * alignment) }

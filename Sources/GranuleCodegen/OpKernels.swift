@@ -491,26 +491,38 @@ struct OpKernel {
         return indices.elementCount
     }
 
-    /// Parallel over columns: each column copies the target then adds the updates in index
-    /// order, so the sums are deterministic and no two threads write one element.
+    /// Parallel over columns: each thread owns the columns [begin, end) of every row, copies the
+    /// target there then adds the updates in index order, so each element's sum is the same for any
+    /// split and no two threads write one element. Rows are walked outermost so that a thread reads
+    /// and writes its columns of a row contiguously (walking a column down a [50465 × 768]
+    /// embedding gradient touched a new cache line per element: ~0.3 s per scatter at batch 4). The
+    /// copy is skipped when the output was planned over the target's buffer (`MemoryPlan`).
     private func scatterAdd(_ ir: IRText) -> Int {
         let target = type(op.operands[0])
         let indices = type(op.operands[1])
         let rowsInTarget = target.shape[0]
         let width = target.shape.dropFirst().reduce(1, *)
         let t = target.dtype
-        ir.loop(from: "%begin", to: "%end", "c") { column in
+        let separate = ir.value("icmp ne ptr %buf1, %buf2")
+        ir.when(separate) {
             ir.loop(from: "0", to: String(rowsInTarget), "r") { row in
-                let offset = add(ir, mul(ir, row, width), column)
-                store(ir, t, load(ir, t, "%buf2", offset), "%buf1", offset)
+                let base = mul(ir, row, width)
+                ir.loop(from: "%begin", to: "%end", "c") { column in
+                    let offset = add(ir, base, column)
+                    store(ir, t, load(ir, t, "%buf2", offset), "%buf1", offset)
+                }
             }
-            ir.loop(from: "0", to: String(indices.elementCount), "n") { n in
-                let index = loadIndex(ir, indices.dtype, "%buf3", n)
-                let outside = ir.value("icmp uge i64 \(index), \(rowsInTarget)")
-                ir.when(outside) { raise(ir, kind: 1, value: index, bound: rowsInTarget) }
-                let safe = ir.value("select i1 \(outside), i64 0, i64 \(index)")
-                let offset = add(ir, mul(ir, safe, width), column)
-                let update = load(ir, t, "%buf4", add(ir, mul(ir, n, width), column))
+        }
+        ir.loop(from: "0", to: String(indices.elementCount), "n") { n in
+            let index = loadIndex(ir, indices.dtype, "%buf3", n)
+            let outside = ir.value("icmp uge i64 \(index), \(rowsInTarget)")
+            ir.when(outside) { raise(ir, kind: 1, value: index, bound: rowsInTarget) }
+            let safe = ir.value("select i1 \(outside), i64 0, i64 \(index)")
+            let targetRow = mul(ir, safe, width)
+            let updateRow = mul(ir, n, width)
+            ir.loop(from: "%begin", to: "%end", "c") { column in
+                let offset = add(ir, targetRow, column)
+                let update = load(ir, t, "%buf4", add(ir, updateRow, column))
                 let current = load(ir, t, "%buf1", offset)
                 let sum = t.isFloat ? ir.value("fadd \(t.llvm) \(current), \(update)") : ir.value("add \(t.llvm) \(current), \(update)")
                 let kept = ir.value("select i1 \(outside), \(t.llvm) \(current), \(t.llvm) \(sum)")

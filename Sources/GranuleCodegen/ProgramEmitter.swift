@@ -13,7 +13,8 @@ public struct CompiledProgram: Sendable {
         public var kernels: Int
         public var gemms: Int
         public var arenaBytes: Int
-        /// Bytes of parameters, results and arena together.
+        /// Bytes of parameters, results and arena together (a result in place counted once, with its
+        /// parameter).
         public var peakBytes: Int
         /// Floating-point operations of one call (GEMMs as 2·m·n·k, elementwise ops one each).
         public var flops: Int
@@ -164,7 +165,7 @@ struct FunctionEmitter {
                 let callee = module.addKernel(kernelName, text)
                 launch(entry, callee, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)
                 kernels += 1
-                flops += function.type(of: root).elementCount * fusedOpCount(root)
+                flops = saturating(flops, function.type(of: root).elementCount, fusedOpCount(root))
                 scheduleLines.append("kernel \(kernelName): elementwise %\(function.name(of: root)) \(function.type(of: root)) fusing \(fusedOpCount(root)) ops, \(rows) rows")
             case .elementwiseNorm(let root, let leaves, let normIndex, let weights):
                 let normOp = function.operations[normIndex]
@@ -173,7 +174,7 @@ struct FunctionEmitter {
                 let callee = module.addKernel(kernelName, text)
                 launch(entry, callee, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)
                 kernels += 1
-                flops += function.type(of: root).elementCount * (fusedOpCount(root) + 8)
+                flops = saturating(flops, function.type(of: root).elementCount, fusedOpCount(root) + 8)
                 scheduleLines.append("kernel \(kernelName): elementwise %\(function.name(of: root)) \(function.type(of: root)) fusing \(fusedOpCount(root)) ops + \(normOp.opcode.name) %\(function.name(of: normOp.result)), \(rows) rows")
             case .copy(let source, let target):
                 var kernel = ElementwiseKernel(schedule: schedule, module: module, name: kernelName, opIds: opIds)
@@ -200,7 +201,7 @@ struct FunctionEmitter {
                 try emitMatmul(entry, op, a: pointer(operands[0]), b: pointer(operands[1]), c: pointer(output), accumulate: accumulate, name: kernelName)
                 gemms += 1
                 let batch = dims.batch.reduce(1, *)
-                flops += 2 * batch * dims.m * dims.n * dims.k
+                flops = saturating(flops, 2, batch, dims.m, dims.n, dims.k)
                 scheduleLines.append("gemm %\(function.name(of: output)) = \(batch) × [\(dims.m)×\(dims.k)]·[\(dims.k)×\(dims.n)]\(accumulate ? " + bias (epilogue)" : "")")
             case .op(let opIndex, let operands, let leaves):
                 let op = function.operations[opIndex]
@@ -211,7 +212,7 @@ struct FunctionEmitter {
                 let callee = module.addKernel(kernelName, text)
                 launch(entry, callee, rows: rows, buffers: [pointer(op.result)] + (fused ? inputs : operands).map(pointer), checks: kernel.mayRaise || fused)
                 kernels += 1
-                flops += function.type(of: op.operands[0]).elementCount * (fused ? fusedOpCount(op.operands[0]) + 1 : 4)
+                flops = saturating(flops, function.type(of: op.operands[0]).elementCount, fused ? fusedOpCount(op.operands[0]) + 1 : 4)
                 let fusing = fused ? " fusing \(fusedOpCount(op.operands[0])) ops" : ""
                 scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result))\(fusing), \(rows) rows")
             }
@@ -224,16 +225,35 @@ struct FunctionEmitter {
 
         let function = self.function
         func bytes(_ value: Value) -> Int { function.type(of: value).elementCount * function.type(of: value).dtype.byteSize }
-        let externalBytes = function.parameters.reduce(0) { $0 + bytes($1.value) } + function.results.reduce(0) { $0 + bytes($1.value) }
+        // A result in place shares its parameter's buffer (as `train` binds it): counted once.
+        let separateResults = function.results.indices.filter { !plan.inPlaceResults.contains($0) }
+        let externalBytes = function.parameters.reduce(0) { $0 + bytes($1.value) } + separateResults.reduce(0) { $0 + bytes(function.results[$1].value) }
         manifestEntry = manifestJSON()
         for (value, location) in plan.locations.sorted(by: { $0.key < $1.key }) {
             if case .arena(let offset) = location {
                 scheduleLines.append("buffer %\(function.name(of: value)) \(function.type(of: value)) at arena+\(offset)")
             }
         }
+        for index in plan.inPlaceResults.sorted() {
+            let result = function.results[index]
+            scheduleLines.append("result \(result.name) may be computed in place over %\(function.name(of: result.writes!))")
+        }
         summary = CompiledProgram.FunctionSummary(
             name: function.name, kernels: kernels, gemms: gemms, arenaBytes: plan.arenaBytes,
             peakBytes: plan.arenaBytes + externalBytes, flops: flops, schedule: scheduleLines.joined(separator: "\n"))
+    }
+
+    /// `total + Π factors`, stopping at Int.max: legal shapes (each up to 2^40 elements) can
+    /// multiply past 2^63 in a FLOP count, which is a statistic, not a reason to trap.
+    private func saturating(_ total: Int, _ factors: Int...) -> Int {
+        var product = 1
+        for factor in factors {
+            let (next, overflow) = product.multipliedReportingOverflow(by: factor)
+            if overflow { return Int.max }
+            product = next
+        }
+        let (sum, overflow) = total.addingReportingOverflow(product)
+        return overflow ? Int.max : sum
     }
 
     /// Ops computed by an elementwise kernel: the root and everything inlined into it.
@@ -389,9 +409,10 @@ struct FunctionEmitter {
         let parameters = function.parameters.map { parameter -> JSON in
             .object([("name", .string(function.name(of: parameter.value)))] + describe(parameter.value) + [("role", .string(parameter.role.rawValue))])
         }
-        let results = function.results.map { result -> JSON in
+        let results = function.results.enumerated().map { index, result -> JSON in
             let writes = result.writes.flatMap { target in function.parameters.firstIndex { $0.value == target } } ?? -1
-            return .object([("name", .string(result.name))] + describe(result.value) + [("writes", .number(String(writes)))])
+            let inPlace: [(key: String, value: JSON)] = plan.inPlaceResults.contains(index) ? [("in_place", .bool(true))] : []
+            return .object([("name", .string(result.name))] + describe(result.value) + [("writes", .number(String(writes)))] + inPlace)
         }
         return .object([
             ("name", .string(function.name)),

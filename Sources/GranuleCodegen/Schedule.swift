@@ -78,6 +78,9 @@ struct Schedule {
     static let viewOps: Set<Opcode> = [.transpose, .broadcastTo, .slice, .reshape]
     static let reductionOps: Set<Opcode> = [.reduceSum, .reduceMean, .reduceMax]
 
+    /// The deepest elementwise expression one kernel computes (real models fuse fewer than 30).
+    static let maxFusedDepth = 256
+
     init(_ function: Function) {
         self.function = function
         definition = function.definingOperationIndices()
@@ -94,10 +97,14 @@ struct Schedule {
         let resultValues = Set(function.results.map(\.value))
         for parameter in function.parameters { materialized.insert(parameter.value) }
 
-        // Which elementwise ops fuse into their consumers.
+        // Which elementwise ops fuse into their consumers. An expression deeper than
+        // `maxFusedDepth` is cut (materialized) there: kernels are emitted by recursing through
+        // the expression, and a chain of 10,000 ops overflowed the compiler's stack.
+        var depth = [Int](repeating: 0, count: function.valueCount)  // inlined ops under a value, itself included
         for (index, op) in function.operations.enumerated() where Schedule.elementwiseOps.contains(op.opcode) {
             let value = op.result
-            guard !resultValues.contains(value), !uses[value.id].isEmpty else { continue }
+            depth[value.id] = 1 + (op.operands.map { inlined.contains($0) ? depth[$0.id] : 0 }.max() ?? 0)
+            guard !resultValues.contains(value), !uses[value.id].isEmpty, depth[value.id] < Schedule.maxFusedDepth else { continue }
             if keepsWiderInputAlive(op, at: index, uses: uses) { continue }
             let count = function.type(of: value).elementCount
             let free = op.opcode == .constant || op.opcode == .iota

@@ -101,7 +101,20 @@ public struct BackboneConfig: Sendable, Equatable {
             decoderStartTokenId: try json.optional("decoder_start_token_id")?.int() ?? 0)
         config.relativeBuckets = try json.optional("relative_attention_num_buckets")?.positiveInt() ?? 32
         config.relativeMaxDistance = try json.optional("relative_attention_max_distance")?.positiveInt() ?? 128
+        // The encoder's bidirectional buckets are halved, and half of those are exact distances:
+        // fewer than 4 leaves no exact bucket, and a max distance within the decoder's exact range
+        // leaves no log-spaced one (Hugging Face divides by zero in both cases).
+        if config.relativeBuckets < 4 {
+            throw try json.required("relative_attention_num_buckets").failure("at least 4 (the encoder halves them twice)")
+        }
+        if config.relativeMaxDistance <= config.relativeBuckets / 2 {
+            throw try json.required("relative_attention_max_distance").failure(
+                "more than half of relative_attention_num_buckets (\(config.relativeBuckets))")
+        }
         config.layerNormEps = try json.optional("layer_norm_epsilon")?.double() ?? 1e-6
+        if !(config.layerNormEps > 0 && config.layerNormEps.isFinite) {
+            throw try json.required("layer_norm_epsilon").failure("a positive number")
+        }
         config.gatedGelu = projection == "gated-gelu"
         config.tiedEmbeddings = try json.optional("tie_word_embeddings")?.bool() ?? true
         return try config.validated(json)

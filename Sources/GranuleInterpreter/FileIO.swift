@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import GranuleIR
+import GranuleSupport
 
 /// Whole-file reads and atomic whole-file writes with POSIX calls, so that failures report the
 /// system's reason (`No such file or directory`) and a crash or full disk never leaves a
@@ -36,7 +37,13 @@ enum FileIO {
     /// Writes `bytes` to `path + ".tmp-<pid>"`, flushes it to disk and renames it over `path`:
     /// readers see either the old file or the complete new one. On failure the temporary file is
     /// removed and `path` is untouched.
-    static func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(Diagnostic) {
+    static func writeFileAtomically(_ bytes: [UInt8], to output: String) throws(Diagnostic) {
+        let path: String
+        do {
+            path = try OutputFile.resolve(output)
+        } catch {
+            throw Diagnostic(file: output, error.message)
+        }
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Diagnostic(file: path, "cannot create \(temporary): \(reason())") }

@@ -54,7 +54,7 @@ struct CompileCommand: ParsableCommand {
 
     @Option(name: .shortAndLong, help: "The executable to write.") var output: String
 
-    @Option(help: "Passes before code generation (specs default to autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,hoist-masks,dce).") var passes: String?
+    @Option(help: "Passes before code generation (specs default to \(PassRegistry.modelPipeline)).") var passes: String?
 
     @Option(help: "The CPU to optimise for (default: this machine's).") var targetCPU: String?
 
@@ -74,6 +74,7 @@ struct CompileCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let started = Date()
+            _ = try resolveOutput(output)  // refuse a directory or device before compiling
             let (module, generation) = try loadProgram(input, passes: passes)
             let program = try ProgramEmitter(profile: profile).emit(module, generation: generation)
             let runtime = try Linker.locateRuntime(executablePath: CommandLine.arguments[0])
@@ -98,7 +99,7 @@ struct StatsCommand: ParsableCommand {
 
     @Argument(help: "A model spec (.json) or an IR file (.tir).") var input: String
 
-    @Option(help: "Passes before code generation (specs default to autodiff,narrow-slices,pads-to-concat,adamw,simplify,cse,hoist-masks,dce).") var passes: String?
+    @Option(help: "Passes before code generation (specs default to \(PassRegistry.modelPipeline)).") var passes: String?
 
     @Flag(help: "Also print the schedule: each kernel with the ops it fuses, and the arena offset of every buffer.")
     var schedule = false

@@ -3,6 +3,7 @@ import Foundation
 import GranuleIR
 import GranuleInterpreter
 import GranuleCheck
+import GranuleSupport
 
 /// Reads, parses and verifies an IR file, turning every failure into a located diagnostic.
 func loadModule(path: String) throws -> Module {
@@ -37,9 +38,19 @@ func selectFunction(_ module: Module, named name: String?, path: String) throws 
     return only
 }
 
+/// The file to write for the output `path` (a symbolic link is followed); a directory, device or
+/// other non-regular file is refused (see `OutputFile`).
+func resolveOutput(_ path: String) throws -> String {
+    do {
+        return try OutputFile.resolve(path)
+    } catch {
+        throw CommandFailure("\(path): error: \(error.message)")
+    }
+}
+
 /// Writes a file atomically: a temporary sibling, then rename, so no half-written output remains.
 func writeAtomically(_ text: String, to path: String) throws {
-    let url = URL(fileURLWithPath: path)
+    let url = URL(fileURLWithPath: try resolveOutput(path))
     do {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data(text.utf8).write(to: url, options: .atomic)

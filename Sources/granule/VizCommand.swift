@@ -18,7 +18,7 @@ struct VizCommand: ParsableCommand {
             let module = try loadModule(path: file)
             let dot = Graphviz.dot(module)
             if output.hasSuffix(".svg") {
-                try renderSVG(dot)
+                try renderSVG(dot, to: try resolveOutput(output))
             } else {
                 try writeAtomically(dot, to: output)
             }
@@ -26,7 +26,7 @@ struct VizCommand: ParsableCommand {
     }
 
     /// Pipes the DOT text through `dot -Tsvg` into a temporary file, then renames it into place.
-    private func renderSVG(_ dot: String) throws {
+    private func renderSVG(_ dot: String, to output: String) throws {
         guard let dotPath = ["/usr/bin/dot", "/usr/local/bin/dot"].first(where: FileManager.default.isExecutableFile) else {
             throw CommandFailure("\(output): error: rendering SVG needs Graphviz's `dot` (apt-get install graphviz); write a .dot file instead")
         }
@@ -48,11 +48,10 @@ struct VizCommand: ParsableCommand {
             try? FileManager.default.removeItem(atPath: temporary)
             throw CommandFailure("\(output): error: dot failed with status \(process.terminationStatus)")
         }
-        _ = try? FileManager.default.removeItem(atPath: output)
-        do {
-            try FileManager.default.moveItem(atPath: temporary, toPath: output)
-        } catch {
-            throw CommandFailure("\(output): error: cannot write: \(error.localizedDescription)")
+        guard rename(temporary, output) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw CommandFailure("\(output): error: cannot write: \(reason)")
         }
     }
 }

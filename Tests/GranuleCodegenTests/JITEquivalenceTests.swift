@@ -58,7 +58,9 @@ func corpusMatchesInterpreter(_ path: String) throws {
     guard let parsed = try? Parser.parse(text, file: path), (try? Verifier.verify(parsed)) != nil, !parsed.functions.isEmpty else { return }
     let module = try PassManager([Autodiff(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()]).run(parsed)
     let jit = try JITProgram(module: module, threads: 2)
-    for function in module.functions {
+    // Functions over tensors too large to allocate (statistics tests of legal 2^40-element shapes) are
+    // compiled but not run.
+    for function in module.functions where function.parameters.allSatisfy({ function.type(of: $0.value).elementCount <= 1 << 24 }) {
         let inputs = RandomInputs.make(for: function, seed: 3, scale: 0.5)
         let reference: [(name: String, tensor: Tensor)]
         do {

@@ -80,3 +80,71 @@ private func byteRange(_ plan: MemoryPlan, _ function: Function, _ value: Value)
     #expect(plan.inPlaceDonors[gradient.result] == logits)
     #expect(plan.locations[gradient.result] == plan.locations[logits])
 }
+
+// MARK: results in place
+
+private func plan(_ text: String, passes: [any ModulePass] = [], function name: String) throws -> (Function, MemoryPlan) {
+    let module = try PassManager(passes).run(try Parser.parse(text, file: "plan.tir"))
+    let function = try #require(module.functions.first { $0.name == name })
+    return (function, MemoryPlan(Schedule(function)))
+}
+
+@Test func adamWUpdatesAreComputedOverTheParametersTheyWrite() throws {
+    let passes: [any ModulePass] = [Autodiff(), AdamW(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()]
+    let (function, plan) = try plan(classifier, passes: passes, function: "loss_train_step")
+    let writing = Set(function.results.indices.filter { function.results[$0].writes != nil })
+    // The new parameters, both moments of each and adam.step.
+    #expect(writing.count == 3 * 3 + 1)
+    #expect(plan.inPlaceResults == writing)
+}
+
+@Test func aResultWhoseParameterIsReadLaterIsNotInPlace() throws {
+    let text = """
+        func @late(%x: f32[4] input, %p: f32[4] state) -> (p: f32[4] writes %p, q: f32[4]) {
+          %n = add %p, %x : f32[4]
+          %m = mul %n, %n : f32[4]
+          %q = mul %m, %p : f32[4]
+          return %n, %q
+        }
+
+        func @shifted(%x: f32[2,2] input, %p: f32[2,2] state) -> (p: f32[2,2] writes %p) {
+          %t = transpose %p {perm = [1, 0]} : f32[2,2]
+          %n = add %t, %x : f32[2,2]
+          return %n
+        }
+
+        func @own(%x: f32[2,2] input, %p: f32[2,2] state) -> (p: f32[2,2] writes %p, s: f32[]) {
+          %n = add %p, %x : f32[2,2]
+          %s = reduce_sum %n {axes = [0, 1]} : f32[]
+          return %n, %s
+        }
+        """
+    // %q reads %p after %n is written: %n in %p's buffer would change what %q reads.
+    #expect(try plan(text, function: "late").1.inPlaceResults.isEmpty)
+    // Element (i, j) of the update reads element (j, i) of %p, which an earlier element overwrote.
+    #expect(try plan(text, function: "shifted").1.inPlaceResults.isEmpty)
+    // Reading the result itself later is fine: it lives in %p's buffer from then on.
+    #expect(try plan(text, function: "own").1.inPlaceResults == [0])
+}
+
+@Test func aScatterAddIsComputedOverItsTarget() throws {
+    let text = """
+        func @f(%a: f32[10,4] input, %ids: i64[6] input, %u: f32[6,4] input) -> (kept: f32[10,4], out: f32[10,4]) {
+          %base = tanh %a : f32[10,4]
+          %s = scatter_add %base, %ids, %u : f32[10,4]
+          %kept = mul %s, %base : f32[10,4]
+          %other = exp %a : f32[10,4]
+          %t = scatter_add %other, %ids, %u : f32[10,4]
+          %out = mul %t, %t : f32[10,4]
+          return %kept, %out
+        }
+        """
+    let (function, plan) = try plan(text, function: "f")
+    let scatters = function.operations.filter { $0.opcode == .scatterAdd }
+    let (s, base) = (scatters[0].result, scatters[0].operands[0])
+    let (t, other) = (scatters[1].result, scatters[1].operands[0])
+    // %kept reads %base after the first scatter: that scatter gets a buffer of its own.
+    #expect(plan.inPlaceDonors[s] == nil && plan.locations[s] != plan.locations[base])
+    // The second scatter is its target's last read: it adds into the target's buffer.
+    #expect(plan.inPlaceDonors[t] == other && plan.locations[t] == plan.locations[other])
+}

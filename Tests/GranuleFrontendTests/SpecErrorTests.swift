@@ -43,6 +43,18 @@ import Testing
         #expect(try loadError(spec: spec).hasPrefix(#"spec.json: error: field 'pet.method': expected one of "vl-pet""#))
     }
 
+    @Test func t5RelativeBucketsNeedExactAndLogSpacedBuckets() throws {
+        let spec = SpecDirectory.spec(pet: #"{"method": "bitfit"}"#)
+        let fewBuckets = SpecDirectory.tinyT5.replacingOccurrences(of: #""relative_attention_num_buckets": 8"#, with: #""relative_attention_num_buckets": 2"#)
+        #expect(try loadError(config: fewBuckets, spec: spec)
+            == "config.json: error: field 'relative_attention_num_buckets': expected at least 4 (the encoder halves them twice), got 2")
+        let shortDistance = SpecDirectory.tinyT5.replacingOccurrences(of: #""relative_attention_max_distance": 16"#, with: #""relative_attention_max_distance": 4"#)
+        #expect(try loadError(config: shortDistance, spec: spec)
+            == "config.json: error: field 'relative_attention_max_distance': expected more than half of relative_attention_num_buckets (8), got 4")
+        let noEpsilon = SpecDirectory.tinyT5.replacingOccurrences(of: #""vocab_size": 20"#, with: #""vocab_size": 20, "layer_norm_epsilon": 0"#)
+        #expect(try loadError(config: noEpsilon, spec: spec) == "config.json: error: field 'layer_norm_epsilon': expected a positive number, got 0")
+    }
+
     @Test func unknownModelType() throws {
         let config = #"{"model_type": "gpt2", "n_embd": 8}"#
         let message = try loadError(config: config, spec: SpecDirectory.spec(pet: #"{"method": "bitfit"}"#))

@@ -223,12 +223,34 @@ import Testing
         let error = diagnostic { try Safetensors.write([("w", .scalar(1))], to: missing) }
         #expect(error?.file == missing)
         #expect(error?.message.contains("No such file or directory") == true)
-        // Renaming over a directory fails after the temporary file was written: it is removed.
+        // A directory is refused before anything is written (renaming over it would replace it).
         let occupied = directory + "/occupied"
         try FileManager.default.createDirectory(atPath: occupied + "/child", withIntermediateDirectories: true)
-        let renameError = diagnostic { try Safetensors.write([("w", .scalar(1))], to: occupied) }
-        #expect(renameError?.message.contains("cannot rename") == true)
+        let directoryError = diagnostic { try Safetensors.write([("w", .scalar(1))], to: occupied) }
+        #expect(directoryError?.file == occupied && directoryError?.message == "is a directory; give a file name")
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).sorted() == ["model.safetensors", "occupied"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: occupied) == ["child"])
+        // So is a FIFO (or a device): a rename would put a regular file in its place.
+        let fifo = directory + "/fifo"
+        #expect(mkfifo(fifo, 0o644) == 0)
+        let fifoError = diagnostic { try Safetensors.write([("w", .scalar(1))], to: fifo) }
+        #expect(fifoError?.message.hasPrefix("is not a regular file") == true)
+    }
+
+    @Test func writingThroughASymbolicLinkReplacesTheFileItNames() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/real", withIntermediateDirectories: true)
+        try Safetensors.write([("w", .scalar(1))], to: directory + "/real/model.safetensors")
+        try FileManager.default.createSymbolicLink(atPath: directory + "/link.safetensors", withDestinationPath: "real/model.safetensors")
+        try Safetensors.write([("w", .scalar(2))], to: directory + "/link.safetensors")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: directory + "/link.safetensors") == "real/model.safetensors")
+        #expect(try Safetensors.read(path: directory + "/real/model.safetensors")[0].tensor == .scalar(2))
+        // A link to a directory is refused, naming where it points.
+        try FileManager.default.createSymbolicLink(atPath: directory + "/to-dir", withDestinationPath: directory + "/real")
+        let error = diagnostic { try Safetensors.write([("w", .scalar(3))], to: directory + "/to-dir") }
+        #expect(error?.message == "the link names \(directory)/real, which is a directory; give a file name")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory + "/real") == ["model.safetensors"])
     }
 
     @Test func readingAMissingFileNamesIt() {
