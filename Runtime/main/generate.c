@@ -17,7 +17,8 @@
  * rows of one @encode call, copying each example's cross-attention rows to its K beams.
  *
  * Parameters: `frozen` and `trainable` ones are read from --checkpoint when it holds the name
- * (a `train` checkpoint: the tuned parameters), else from exactly one --weights file.
+ * (a `train` checkpoint: the tuned parameters), else from exactly one --weights file; a train
+ * checkpoint (metadata granule_train) must hold every trainable one.
  *
  * Defaults come from the manifest's generation config (the backbone's config.json): BART bans
  * repeated 3-grams and forces EOS at max_length − 1 in beam search only, as transformers 4.2.1
@@ -246,6 +247,15 @@ static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_
         const gr_value_spec *spec = &fn->params[i];
         if (spec->role == GR_ROLE_FROZEN || spec->role == GR_ROLE_TRAINABLE) {
             gr_safetensors *source = checkpoint != NULL && gr_safetensors_find(checkpoint, spec->name) != NULL ? checkpoint : NULL;
+            /* A train checkpoint holds every trainable tensor of the program that wrote it; falling
+             * back to --weights for one would silently evaluate a half-tuned model. */
+            if (source == NULL && spec->role == GR_ROLE_TRAINABLE && checkpoint != NULL &&
+                gr_safetensors_metadata_find(checkpoint, "granule_train") != NULL) {
+                char type[256];
+                gr_value_spec_type(spec, type, sizeof type);
+                return gr_fail(err, "%s: no tensor '%s' (trainable %s of @%s): the checkpoint is incomplete or was trained for another model",
+                               gr_safetensors_path(checkpoint), spec->name, type, fn->name);
+            }
             for (int w = 0; source == NULL && w < weight_count; w++) {
                 if (gr_safetensors_find(weights[w], spec->name) == NULL) continue;
                 for (int other = w + 1; other < weight_count; other++) {
@@ -463,14 +473,16 @@ static int references_load(references *r, const char *path, gr_error *err) {
 
 typedef enum metric { METRIC_VQA, METRIC_LABEL, METRIC_EXACT } metric;
 
-/* The score of `prediction` under metric m against reference line `ref` (number `line`), or -1 with err. */
-static double score_of(metric m, const char *prediction, const gr_json *ref, const char *path, int64_t line, gr_error *err) {
+/* Sets *score to the score of `prediction` under metric m against reference line `ref` (number
+ * `line`); returns 0, or -1 with err. Every label score of the line must be a number in [0, 1] (a
+ * VQA soft score), whether or not it is the prediction's: a bad line fails wherever it is. */
+static int score_of(metric m, const char *prediction, const gr_json *ref, const char *path, int64_t line, double *score,
+                    gr_error *err) {
     const char *fields[] = {"answers", "label", "answer"};
     const gr_json *value = gr_json_member_find(ref, fields[m], NULL);
     if (value == NULL) {
-        gr_fail(err, "%s: line %" PRId64 ": no field '%s' (the %s metric needs it)", path, line, fields[m],
-             m == METRIC_VQA ? "vqa" : m == METRIC_LABEL ? "label" : "exact");
-        return -1;
+        return gr_fail(err, "%s: line %" PRId64 ": no field '%s' (the %s metric needs it)", path, line, fields[m],
+                       m == METRIC_VQA ? "vqa" : m == METRIC_LABEL ? "label" : "exact");
     }
     /* The prediction as VL-Adapter compares it for label/exact: stripped. */
     size_t start = 0, end = strlen(prediction);
@@ -479,53 +491,48 @@ static double score_of(metric m, const char *prediction, const gr_json *ref, con
     switch (m) {
     case METRIC_VQA: {
         if (value->kind != GR_JSON_ARRAY || value->as.array.count == 0) {
-            gr_fail(err, "%s: line %" PRId64 ": field 'answers': expected a non-empty array of strings", path, line);
-            return -1;
+            return gr_fail(err, "%s: line %" PRId64 ": field 'answers': expected a non-empty array of strings", path, line);
         }
         const char **answers = calloc(value->as.array.count, sizeof *answers);
-        if (answers == NULL) {
-            gr_fail(err, "out of memory");
-            return -1;
-        }
+        if (answers == NULL) return gr_fail(err, "out of memory");
         for (size_t i = 0; i < value->as.array.count; i++) {
             if (value->as.array.items[i].kind != GR_JSON_STRING) {
                 free(answers);
-                gr_fail(err, "%s: line %" PRId64 ": field 'answers[%zu]': expected a string", path, line, i);
-                return -1;
+                return gr_fail(err, "%s: line %" PRId64 ": field 'answers[%zu]': expected a string", path, line, i);
             }
             answers[i] = value->as.array.items[i].as.string.text;
         }
         double accuracy = vqa_accuracy(prediction, answers, value->as.array.count);
         free(answers);
-        if (accuracy < 0) gr_fail(err, "out of memory");
-        return accuracy;
+        if (accuracy < 0) return gr_fail(err, "out of memory");
+        *score = accuracy;
+        return 0;
     }
     case METRIC_LABEL: {
         if (value->kind != GR_JSON_OBJECT) {
-            gr_fail(err, "%s: line %" PRId64 ": field 'label': expected an object of answer → score", path, line);
-            return -1;
+            return gr_fail(err, "%s: line %" PRId64 ": field 'label': expected an object of answer → score", path, line);
         }
+        *score = 0;
         for (size_t i = 0; i < value->as.object.count; i++) {
             const gr_json_member *member = &value->as.object.members[i];
-            if (member->key_length == end - start && memcmp(member->key, prediction + start, end - start) == 0) {
-                double score;
-                if (!gr_json_double(&member->value, &score)) {
-                    gr_fail(err, "%s: line %" PRId64 ": field 'label': the score of '%s' is not a number", path, line, member->key);
-                    return -1;
-                }
-                return score;
+            double given;
+            if (!gr_json_double(&member->value, &given) || !(given >= 0 && given <= 1)) {
+                char key[64];
+                gr_text t;
+                gr_text_init(&t, key, sizeof key);
+                gr_text_append_escaped(&t, member->key, member->key_length);
+                return gr_fail(err, "%s: line %" PRId64 ": field 'label': the score of '%s' must be a number in [0, 1]", path, line, key);
             }
+            if (member->key_length == end - start && memcmp(member->key, prediction + start, end - start) == 0) *score = given;
         }
         return 0;
     }
     case METRIC_EXACT:
-        if (value->kind != GR_JSON_STRING) {
-            gr_fail(err, "%s: line %" PRId64 ": field 'answer': expected a string", path, line);
-            return -1;
-        }
-        return value->as.string.length == end - start && memcmp(value->as.string.text, prediction + start, end - start) == 0 ? 1 : 0;
+        if (value->kind != GR_JSON_STRING) return gr_fail(err, "%s: line %" PRId64 ": field 'answer': expected a string", path, line);
+        *score = value->as.string.length == end - start && memcmp(value->as.string.text, prediction + start, end - start) == 0 ? 1 : 0;
+        return 0;
     }
-    return -1;
+    return gr_fail(err, "internal: unknown metric");
 }
 
 /* ---- output ------------------------------------------------------------------------------------- */
@@ -755,8 +762,8 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
                 for (int64_t t = 0; t < token_count; t++) fprintf(predictions, "%s%" PRId64, t > 0 ? "," : "", tokens[t]);
                 fputc(']', predictions);
                 if (r->evaluate) {
-                    double score = score_of(m, prediction, ref, r->references_path, index + 1, err);
-                    if (score < 0) {
+                    double score = 0;
+                    if (score_of(m, prediction, ref, r->references_path, index + 1, &score, err) != 0) {
                         free(prediction);
                         status = -1;
                         break;
@@ -819,6 +826,16 @@ static int setup(run *r, const gr_program *program, gr_error *err) {
     if (r->config == NULL || encode == NULL || step == NULL) {
         return gr_fail(err, "this program cannot generate: it needs @encode, @decode_step and a generation config (compile a model spec, "
                          "not an IR file)");
+    }
+    if (o->predictions != NULL) { /* before generating everything, not after */
+        const char *names[MAX_WEIGHTS + 4], *inputs[MAX_WEIGHTS + 4];
+        int count = 0;
+        for (int w = 0; w < o->weight_count; w++) names[count] = "--weights", inputs[count++] = o->weights[w];
+        names[count] = "--checkpoint", inputs[count++] = o->checkpoint;
+        names[count] = "--data", inputs[count++] = o->data;
+        names[count] = "--vocab", inputs[count++] = o->vocab;
+        names[count] = "--references", inputs[count++] = o->references;
+        if (check_output_path("--predictions", o->predictions, names, inputs, count, err) != 0) return -1;
     }
     for (int w = 0; w < o->weight_count; w++) {
         r->weights[w] = gr_safetensors_open(o->weights[w], 0, err);

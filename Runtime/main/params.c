@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int command_usage_error(FILE *err, const char *program, const char *command, const char *format, ...) {
     va_list args;
@@ -51,9 +52,43 @@ int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const cha
     return gr_param_data(spec, file, tensor, mapped, buffer, owned, err);
 }
 
+int check_output_path(const char *option, const char *path, const char *const *input_options, const char *const *inputs,
+                      int input_count, gr_error *err) {
+    char target[4096];
+    if (gr_output_target(path, target, sizeof target, err) != 0) {
+        gr_error_prefix(err, "%s ", option);
+        return -1;
+    }
+    char directory[4096];
+    const char *slash = strrchr(target, '/');
+    if (slash == NULL) {
+        snprintf(directory, sizeof directory, ".");
+    } else {
+        snprintf(directory, sizeof directory, "%.*s", slash == target ? 1 : (int)(slash - target), target);
+    }
+    struct stat info;
+    if (stat(directory, &info) != 0 || !S_ISDIR(info.st_mode)) {
+        return gr_fail(err, "%s %s: the directory %s does not exist", option, path, directory);
+    }
+    if (access(directory, W_OK | X_OK) != 0) {
+        return gr_fail(err, "%s %s: cannot write in the directory %s: %s", option, path, directory, strerror(errno));
+    }
+    struct stat output;
+    if (stat(target, &output) != 0) return 0; /* a new file */
+    for (int i = 0; i < input_count; i++) {
+        if (inputs[i] == NULL) continue;
+        if (stat(inputs[i], &info) == 0 && info.st_dev == output.st_dev && info.st_ino == output.st_ino) {
+            return gr_fail(err, "%s %s is the file given as %s: writing it would replace that input", option, path, input_options[i]);
+        }
+    }
+    return 0;
+}
+
 /* Writes `length` bytes to `path` through a temporary file in the same directory (fsynced, then
  * renamed over `path`); on failure the temporary file is removed and `path` is untouched. */
-int write_file_atomically(const char *path, const char *bytes, size_t length, gr_error *err) {
+int write_file_atomically(const char *requested, const char *bytes, size_t length, gr_error *err) {
+    char path[4096];
+    if (gr_output_target(requested, path, sizeof path, err) != 0) return -1;
     char temporary[4096 + 64];
     int fd = -1;
     for (unsigned attempt = 0; attempt < 1000; attempt++) {

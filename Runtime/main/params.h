@@ -36,6 +36,14 @@ int command_usage_error(FILE *err, const char *program, const char *command, con
  *  then renamed over `path`); on failure the temporary file is removed and `path` is untouched. */
 int write_file_atomically(const char *path, const char *bytes, size_t length, gr_error *err);
 
+/* Checks, before any work, that `path` (the value of `option`) can be written: a regular file or
+ * nothing yet (see gr_output_target), in an existing directory this process may write, and not the
+ * same file as any of the `input_count` paths in `inputs` (each the value of option `input_options[i]`):
+ * hours of training must not end in "cannot create ck.safetensors.tmp-...", nor a checkpoint
+ * replace the weights it was trained from. NULL entries in `inputs` are skipped. */
+int check_output_path(const char *option, const char *path, const char *const *input_options, const char *const *inputs,
+                      int input_count, gr_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -957,7 +957,21 @@ static void trainer_free(trainer *t) {
 static const gr_function *find_train_step(const gr_program *program, const char *requested, gr_error *err) {
     if (requested != NULL) {
         const gr_function *fn = gr_program_find(program, requested);
-        if (fn == NULL) gr_fail(err, "the program has no function '%s'", requested);
+        if (fn == NULL) {
+            gr_fail(err, "the program has no function '%s'", requested);
+            return NULL;
+        }
+        /* Training a function that writes no trainable parameter would "train" nothing. */
+        bool updates = false;
+        for (int32_t r = 0; r < fn->result_count; r++) {
+            if (fn->results[r].writes >= 0 && fn->params[fn->results[r].writes].role == GR_ROLE_TRAINABLE) updates = true;
+        }
+        if (!updates) {
+            gr_fail(err, "--function %s: no result of it writes a trainable parameter, so training would change nothing (train "
+                         "runs a train step: a function the adamw pass built, named <f>_train_step)",
+                    requested);
+            return NULL;
+        }
         return fn;
     }
     const gr_function *found = NULL;
@@ -1155,8 +1169,30 @@ static int bind_parameters(trainer *t, gr_error *err) {
 }
 
 /* Everything before the first step. */
+/* The outputs, checked before anything runs (check_output_path): a missing directory must not cost
+ * the whole run, and a checkpoint must not replace --weights or a dataset. */
+static int check_outputs(const train_options *o, gr_error *err) {
+    const char *names[MAX_DATA + 3], *inputs[MAX_DATA + 3];
+    int count = 0;
+    names[count] = "--weights", inputs[count++] = o->weights;
+    for (int32_t d = 0; d < o->data_count; d++) names[count] = "--data", inputs[count++] = o->data[d];
+    if (o->checkpoint != NULL && check_output_path("--checkpoint", o->checkpoint, names, inputs, count, err) != 0) return -1;
+    names[count] = "--resume", inputs[count++] = o->resume;
+    names[count] = "--checkpoint", inputs[count++] = o->checkpoint;
+    if (o->curve != NULL) {
+        if (check_output_path("--curve", o->curve, names, inputs, count, err) != 0) return -1;
+        char *svg = svg_path_of(o->curve);
+        if (svg == NULL) return gr_fail(err, "out of memory");
+        int status = check_output_path("--curve (its SVG)", svg, names, inputs, count, err);
+        free(svg);
+        if (status != 0) return -1;
+    }
+    return 0;
+}
+
 static int trainer_setup(trainer *t, const gr_program *program, gr_error *err) {
     t->lr_param = t->seed_param = t->step_param = t->grad_norm_result = -1;
+    if (check_outputs(&t->opt, err) != 0) return -1;
     t->fn = find_train_step(program, t->opt.function, err);
     if (t->fn == NULL) return -1;
     const gr_function *fn = t->fn;
@@ -1209,6 +1245,26 @@ static int write_checkpoint(trainer *t, gr_error *err) {
             const gr_value_spec *spec = &fn->params[i];
             if (spec->role != role) continue;
             tensors[count++] = (gr_st_write_tensor){spec->name, gr_st_dtype_of(spec->dtype), spec->rank, spec->shape, t->buffers[i]};
+        }
+    }
+    /* The loss can stay finite for a step after the updates overflow (a huge --lr): a checkpoint
+     * of infinities would load and evaluate without complaint, so it is never written. */
+    for (size_t k = 0; k < count; k++) {
+        const gr_st_write_tensor *w = &tensors[k];
+        int64_t elements = 1;
+        for (int32_t d = 0; d < w->rank; d++) elements *= w->shape[d];
+        bool finite = true;
+        if (w->dtype == GR_ST_F32) {
+            for (int64_t e = 0; e < elements && finite; e++) finite = isfinite(((const float *)w->data)[e]);
+        } else if (w->dtype == GR_ST_F64) {
+            for (int64_t e = 0; e < elements && finite; e++) finite = isfinite(((const double *)w->data)[e]);
+        }
+        if (!finite) {
+            gr_fail(err, "%s: not written: tensor '%s' holds a non-finite value after step %" PRId64
+                         " (the updates diverged; a lower --lr may help)",
+                    t->opt.checkpoint, w->name, t->step);
+            free(tensors);
+            return -1;
         }
     }
     char step[32], epoch[32], position[32], per_epoch[32], batch[32], seed[32], total[32], epochs[32], lr[48], ratio[48], warmup[32];
@@ -1445,9 +1501,13 @@ static outcome train_loop(trainer *t, gr_error *err) {
         int32_t g = t->grad_norm_result;
         double norm = g >= 0 ? scalar_value(&fn->results[g], gr_binding_result(t->binding, g)) : 0;
         if (!isfinite(loss) || !isfinite(norm)) {
-            gr_fail(err, "step %" PRId64 ": the %s is %s (epoch %" PRId64 ", task %s, lr %.9g); stopped without writing a checkpoint%s%s",
-                 k + 1, isfinite(loss) ? "gradient norm" : "loss", nonfinite_name(isfinite(loss) ? norm : loss), epoch, task_name, lr,
-                 t->opt.checkpoint != NULL ? ", the last one stays in " : "", t->opt.checkpoint != NULL ? t->opt.checkpoint : "");
+            char kept[4200] = "";
+            if (t->opt.checkpoint != NULL) {
+                snprintf(kept, sizeof kept, access(t->opt.checkpoint, F_OK) == 0 ? ", the last one stays in %s" : "; none was written to %s yet",
+                         t->opt.checkpoint);
+            }
+            gr_fail(err, "step %" PRId64 ": the %s is %s (epoch %" PRId64 ", task %s, lr %.9g); stopped without writing a checkpoint%s",
+                 k + 1, isfinite(loss) ? "gradient norm" : "loss", nonfinite_name(isfinite(loss) ? norm : loss), epoch, task_name, lr, kept);
             return FAILED;
         }
         for (int32_t r = 0; r < fn->result_count; r++) {

@@ -179,6 +179,13 @@ float gr_bf16_to_f32(uint16_t bits);
 /* ---- program.c ---------------------------------------------------------------------------------- */
 
 /**
+ * Where an output at `path` is written (into `target`, `size` bytes): `path` itself when it is a
+ * regular file or does not exist, the file a symbolic link (chain) names; a directory, device,
+ * FIFO or socket is refused, since writing through a temporary file and a rename would replace
+ * it ("ck.safetensors: is a directory; give a file name").
+ */
+int gr_output_target(const char *path, char *target, size_t size, gr_error *err);
+/**
  * Drops this process's resident pages of tensor t's data (the whole pages inside it; neighbours'
  * shared pages stay) once a copy of it exists. The mapping is private and read-only, so a later
  * read simply faults the file's bytes back in: correctness never depends on it, peak RSS does.

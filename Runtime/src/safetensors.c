@@ -841,9 +841,38 @@ static bool build_header(buffer *h, const gr_st_write_tensor *tensors, size_t co
     return !h->failed;
 }
 
-int gr_safetensors_write(const char *path, const gr_st_write_tensor *tensors, size_t count,
+int gr_output_target(const char *path, char *target, size_t size, gr_error *err) {
+    if (strlen(path) >= size) return gr_fail(err, "%.100s...: the path is too long", path);
+    snprintf(target, size, "%s", path);
+    for (int depth = 0; depth < 40; depth++) {
+        struct stat info;
+        if (lstat(target, &info) != 0) {
+            if (errno == ENOENT) return 0;
+            return gr_fail(err, "%s: cannot inspect %s: %s", path, target, strerror(errno));
+        }
+        const char *subject = strcmp(target, path) == 0 ? "" : "the link names a file that ";
+        if (S_ISREG(info.st_mode)) return 0;
+        if (S_ISDIR(info.st_mode)) return gr_fail(err, "%s: %sis a directory; give a file name", path, subject);
+        if (!S_ISLNK(info.st_mode)) {
+            return gr_fail(err, "%s: %sis not a regular file (outputs are written to a temporary file and renamed into place)", path,
+                           subject);
+        }
+        char link[4096];
+        ssize_t n = readlink(target, link, sizeof link - 1);
+        if (n < 0) return gr_fail(err, "%s: cannot read the link %s: %s", path, target, strerror(errno));
+        link[n] = '\0';
+        const char *slash = strrchr(target, '/');
+        size_t keep = link[0] == '/' || slash == NULL ? 0 : (size_t)(slash - target) + 1; /* relative: from the link's directory */
+        if (keep + (size_t)n >= size) return gr_fail(err, "%.100s...: the path is too long", path);
+        memmove(target + keep, link, (size_t)n + 1);
+    }
+    return gr_fail(err, "%s: too many levels of symbolic links", path);
+}
+
+int gr_safetensors_write(const char *requested, const gr_st_write_tensor *tensors, size_t count,
                          const gr_st_metadata *metadata, size_t metadata_count, gr_error *err) {
-    if (strlen(path) > 4000) return gr_fail(err, "%.100s...: the path is too long", path);
+    char path[4001];
+    if (gr_output_target(requested, path, sizeof path, err) != 0) return -1;
     int64_t *sizes = calloc(count == 0 ? 1 : count, sizeof *sizes);
     if (sizes == NULL) return gr_fail(err, "%s: out of memory", path);
     if (check_write_request(tensors, count, metadata, metadata_count, sizes, err) != 0) {

@@ -536,15 +536,34 @@ static void test_failed_writes_leave_the_old_file_and_no_temporary(void) {
     CHECK(strncmp(err.message, missing, strlen(missing)) == 0);
     CHECK_CONTAINS(err.message, "No such file or directory");
 
-    /* Renaming over a non-empty directory fails after the temporary file was written: it is removed. */
-    char occupied[700], child[800];
+    /* A directory or a FIFO is refused before anything is written: a rename would replace it. */
+    char occupied[700], child[800], fifo[700];
     snprintf(occupied, sizeof occupied, "%s/occupied", directory);
     snprintf(child, sizeof child, "%s/child", occupied);
     mkdir(occupied, 0755);
     mkdir(child, 0755);
     CHECK(gr_safetensors_write(occupied, &w, 1, NULL, 0, &err) != 0);
-    CHECK_CONTAINS(err.message, "cannot rename");
+    CHECK_CONTAINS(err.message, "occupied: is a directory; give a file name");
     CHECK_EQ(count_entries(directory), 2); /* model.safetensors and occupied */
+    CHECK_EQ(count_entries(occupied), 1);
+    snprintf(fifo, sizeof fifo, "%s/fifo", directory);
+    CHECK_EQ(mkfifo(fifo, 0644), 0);
+    CHECK(gr_safetensors_write(fifo, &w, 1, NULL, 0, &err) != 0);
+    CHECK_CONTAINS(err.message, "fifo: is not a regular file");
+    unlink(fifo);
+
+    /* A symbolic link is followed: the file it names is replaced, the link stays. */
+    char link_path[700];
+    snprintf(link_path, sizeof link_path, "%s/link.safetensors", directory);
+    const char *name = strrchr(path, '/') + 1;
+    CHECK_EQ(symlink(name, link_path), 0);
+    gr_st_write_tensor again = {"w", GR_ST_F32, 0, NULL, &two};
+    CHECK_EQ(gr_safetensors_write(link_path, &again, 1, NULL, 0, &err), 0);
+    struct stat info;
+    CHECK(lstat(link_path, &info) == 0 && S_ISLNK(info.st_mode));
+    CHECK(holds_w(2));
+    CHECK_EQ(gr_safetensors_write(path, &w, 1, NULL, 0, &err), 0); /* back to w = 1 for the checks below */
+    unlink(link_path);
 
     /* A write that fails midway (the file size limit, as on a full disk) keeps the old file. In a
      * child process, so the limit does not outlive the test. */

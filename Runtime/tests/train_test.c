@@ -604,9 +604,58 @@ static void test_nan_stops_and_keeps_the_checkpoint(void) {
                                "--checkpoint", "@never.safetensors", "--warmup-ratio", "0", NULL});
     CHECK_EQ(r.status, 1);
     CHECK_CONTAINS(r.err, "error: step 1: the loss is ");
+    CHECK_CONTAINS(r.err, "; none was written to ");
     char path[700];
     path_in(path, sizeof path, "never.safetensors");
     CHECK(access(path, F_OK) != 0);
+}
+
+static void test_diverged_weights_are_never_checkpointed(void) {
+    write_weights();
+    write_task("ten.safetensors", 10, 0, 0);
+    result r;
+    /* A learning rate of 3.4e38 (near FLT_MAX): the first update overflows w while step 1's loss is finite. */
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "4", "--lr", "3.4e38",
+                               "--warmup-ratio", "0", "--checkpoint", "@diverged.safetensors", "--checkpoint-every", "1", NULL});
+    CHECK_EQ(r.status, 1);
+    CHECK_CONTAINS(r.err, "diverged.safetensors: not written: tensor '");
+    CHECK_CONTAINS(r.err, "holds a non-finite value after step 1");
+    char path[700];
+    path_in(path, sizeof path, "diverged.safetensors");
+    CHECK(access(path, F_OK) != 0);
+}
+
+static void test_outputs_are_checked_before_training(void) {
+    write_weights();
+    write_task("ten.safetensors", 10, 0, 0);
+    result r;
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "3", "--lr", "0.01",
+                               "--checkpoint", "@missing/c.safetensors", "--log", "@log.jsonl", NULL});
+    CHECK_EQ(r.status, 1);
+    CHECK_CONTAINS(r.err, "error: --checkpoint ");
+    CHECK_CONTAINS(r.err, "missing/c.safetensors: the directory ");
+    CHECK(count_lines("log.jsonl") <= 0); /* not a single step ran (the log is not even opened) */
+    /* the checkpoint holds only what training changes: it must not replace the weights */
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "3", "--lr", "0.01",
+                               "--checkpoint", "@weights.safetensors", NULL});
+    CHECK_EQ(r.status, 1);
+    CHECK_CONTAINS(r.err, "weights.safetensors is the file given as --weights: writing it would replace that input");
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "3", "--lr", "0.01",
+                               "--curve", "@ten.safetensors", NULL});
+    CHECK_EQ(r.status, 1);
+    CHECK_CONTAINS(r.err, "is the file given as --data");
+    char sub[700];
+    path_in(sub, sizeof sub, "sub.csv");
+    CHECK_EQ(mkdir(sub, 0755), 0);
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "3", "--lr", "0.01",
+                               "--curve", "@sub.csv", NULL});
+    CHECK_EQ(r.status, 1);
+    CHECK_CONTAINS(r.err, "sub.csv: is a directory; give a file name");
+    /* a function that updates nothing is not a train step */
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "3", "--lr", "0.01",
+                               "--function", "toy", NULL});
+    CHECK_EQ(r.status, 1);
+    CHECK_CONTAINS(r.err, "--function toy: no result of it writes a trainable parameter");
 }
 
 static void test_a_signal_stops_after_the_step(void) {
@@ -1216,6 +1265,8 @@ int main(int argc, char **argv) {
     RUN_FRESH(test_resume_is_bit_identical);
     RUN_FRESH(test_resume_rejects_other_settings);
     RUN_FRESH(test_nan_stops_and_keeps_the_checkpoint);
+    RUN_FRESH(test_diverged_weights_are_never_checkpointed);
+    RUN_FRESH(test_outputs_are_checked_before_training);
     RUN_FRESH(test_a_signal_stops_after_the_step);
     RUN_FRESH(test_stale_temporary_files_are_removed);
     RUN_FRESH(test_usage_and_setup_errors);

@@ -1,4 +1,5 @@
 import Foundation
+import GranuleInterpreter
 import GranuleSupport
 import Testing
 
@@ -63,7 +64,20 @@ struct EvalCommandTests {
         try (referenceLines.prefix(2).joined(separator: "\n") + "\n").write(toFile: program.file("short.jsonl"), atomically: true, encoding: .utf8)
         try (referenceLines.prefix(2).joined(separator: "\n") + "\n\n" + referenceLines.dropFirst(2).joined(separator: "\n") + "\n")
             .write(toFile: program.file("blank.jsonl"), atomically: true, encoding: .utf8)
+        let badScore = references.replacingOccurrences(of: #""label":{"nope":1}"#, with: #""label":{"nope":5}"#)
+        #expect(badScore != references)
+        try badScore.write(toFile: program.file("score.jsonl"), atomically: true, encoding: .utf8)
+        let negative = references.replacingOccurrences(of: #""label":{"nope":1}"#, with: #""label":{"nope":-3}"#)
+        try negative.write(toFile: program.file("negative.jsonl"), atomically: true, encoding: .utf8)
+        // A train checkpoint (granule_train metadata) holds every trainable tensor of its program.
+        try GranuleInterpreter.Safetensors.write([("unrelated", .scalar(1))], to: program.file("other.safetensors"), metadata: ["granule_train": "1"])
         let failures: [([String], String)] = [
+            (["eval"] + common + ["--references", program.file("score.jsonl"), "--metric", "label"],
+             "score.jsonl: line 2: field 'label': the score of 'nope' must be a number in [0, 1]"),
+            (["eval"] + common + ["--references", program.file("negative.jsonl"), "--metric", "label"],
+             "negative.jsonl: line 2: field 'label': the score of 'nope' must be a number in [0, 1]"),
+            (["generate"] + common + ["--checkpoint", program.file("other.safetensors")],
+             "other.safetensors: no tensor 'model."),
             (["eval"] + common + ["--references", program.file("missing.jsonl")], "missing.jsonl: cannot open the references"),
             (["eval"] + common + ["--references", program.file("short.jsonl")], "short.jsonl: 2 references for 6 examples"),
             (["eval"] + common + ["--references", program.file("blank.jsonl")], "blank.jsonl:3:1: empty line (one JSON object per example)"),
@@ -78,5 +92,11 @@ struct EvalCommandTests {
             #expect(result.errors.contains(message), "\(arguments): \(result.errors)")
             #expect(!FileManager.default.fileExists(atPath: program.file("never.jsonl")))
         }
+        // Where the predictions go is checked before generating, not after.
+        let nowhere = try program.execute(["generate"] + common + ["--predictions", program.file("no/such/dir/p.jsonl")])
+        #expect(nowhere.status == 1 && nowhere.errors.contains("error: --predictions \(program.file("no/such/dir/p.jsonl")): the directory"), "\(nowhere.errors)")
+        #expect(!nowhere.output.contains("examples/s"), "\(nowhere.output)")
+        let overData = try program.execute(["generate"] + common + ["--predictions", vocabPath])
+        #expect(overData.status == 1 && overData.errors.contains("is the file given as --vocab"), "\(overData.errors)")
     }
 }
