@@ -26,7 +26,7 @@ Run by bench/run in its own process (so its peak RSS is its own). Prints one JSO
     130-450). Its
     update differs from Granule's HF-AdamW in where eps and the decay enter (see
     tools/reference/make_adamw_golden.py), not in cost. The weights change from step to step (in
-    Granule's `bench` every call starts from the same state); the cost does not.
+    Granule's `bench` too: its AdamW updates run in place); the cost does not depend on them.
   - loss [@loss]: under `torch.no_grad()`: forward, logits and loss.
 * --compile: the loss function (forward + loss) goes through `torch.compile` (inductor, default
   mode); backward is the compiled graph's (AOTAutograd); clipping and AdamW stay eager. The first

@@ -628,10 +628,12 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
     const gr_generation_config *config = r->config;
     bool classify = o->classify != NULL;
     int64_t examples = train_data_examples(r->data, 0);
-    if (o->limit > 0 && o->limit < examples) examples = o->limit;
-    if (r->refs.count > 0 && r->refs.count < examples) {
+    /* One reference line per example of the data (also with --limit): a count that differs means
+     * the references belong to other data, and their lines would be paired with the wrong examples. */
+    if (r->refs.count > 0 && r->refs.count != examples) {
         return gr_fail(err, "%s: %" PRId64 " references for %" PRId64 " examples of %s", r->references_path, r->refs.count, examples, o->data);
     }
+    if (o->limit > 0 && o->limit < examples) examples = o->limit;
 
     search_options search = {
         .num_beams = o->num_beams > 0 ? o->num_beams : 1,

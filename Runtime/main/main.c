@@ -69,8 +69,8 @@ static void print_help(FILE *out, const char *program) {
             "  bench   bind --weights and --batch once, call the function (default: the step function)\n"
             "          --warmup times untimed, then --steps times timed (monotonic clock around each call\n"
             "          only); print the median, min and max milliseconds and the peak RSS (--json: one\n"
-            "          line of JSON); nothing is written (a training step updates its parameters in\n"
-            "          memory from call to call, as train does)\n"
+            "          line of JSON) and the loss of the first call; nothing is written (a training step\n"
+            "          updates its parameters in memory from call to call, as train does)\n"
             "  train   train with the program's @<f>_train_step (AdamW): data order, learning-rate schedule,\n"
             "          checkpoints, resume; see `%s train --help`\n"
             "  generate  greedy or beam-search generation with @encode / @decode_step, predictions as JSONL;\n"
@@ -447,8 +447,9 @@ static void print_profile(const gr_function *fn, const gr_runtime *rt, int calls
 /* Binds fn once, calls it o->warmup times untimed and o->steps times timed (the monotonic clock
  * around the entry call only; the results are zero-filled before each call, as the ABI promises,
  * outside the timed region, except those in place: a training step's parameters and moments are
- * updated from call to call, as in `train`) and prints the statistics, with the median process CPU time of a
- * timed call (user + system, all threads: on a shared machine it tells contention from work). */
+ * updated from call to call, as in `train`) and prints the statistics, with the median process
+ * CPU time of a timed call (user + system, all threads: on a shared machine it tells contention
+ * from work), and the loss of the first call (the bound state's, as bench/torch_step.py reports). */
 static int bench(const gr_function *fn, const options *o) {
     gr_error err;
     gr_safetensors *files[MAX_INPUTS] = {0};
@@ -474,6 +475,7 @@ static int bench(const gr_function *fn, const options *o) {
         snprintf(err.message, sizeof err.message, "--profile: this program was compiled without profiling (granule compile --profile)");
         goto done;
     }
+    double first_loss = NAN;
     for (int i = 0; i < o->warmup + o->steps; i++) {
         if (o->profile && i == o->warmup && gr_runtime_profile_enable(rt, profile_steps, &err) != 0) goto done;
         gr_binding_clear_results(binding);
@@ -483,6 +485,7 @@ static int bench(const gr_function *fn, const options *o) {
         double elapsed = now_ms() - start;
         double cpu_elapsed = cpu_ms() - cpu_start;
         if (failed != 0) goto done;
+        if (i == 0) first_loss = has_loss(fn) ? loss_value(fn, binding) : NAN;
         if (i >= o->warmup) {
             times[i - o->warmup] = elapsed;
             cpu[i - o->warmup] = cpu_elapsed;
@@ -498,7 +501,7 @@ static int bench(const gr_function *fn, const options *o) {
     double min = sorted[0], max = sorted[n - 1];
     double cpu_median = median_of(cpu, n);
     double rss = peak_rss_mib();
-    double loss = has_loss(fn) ? loss_value(fn, binding) : NAN;
+    double loss = first_loss; /* of the bound state: a training step updates it from call to call */
     int threads = gr_runtime_threads(rt);
     if (o->json) {
         printf("{\"function\": ");

@@ -54,7 +54,9 @@ public struct BackboneConfig: Sendable, Equatable {
         let d = try json.required("d_model").positiveInt()
         let heads = try json.required("encoder_attention_heads").positiveInt()
         let decoderHeads = try json.optional("decoder_attention_heads")?.positiveInt() ?? heads
-        guard decoderHeads == heads else { throw json.failure("decoder_attention_heads equal to encoder_attention_heads") }
+        guard decoderHeads == heads else {
+            throw Diagnostic(file: json.file, "field 'decoder_attention_heads': \(decoderHeads) differs from encoder_attention_heads (\(heads)); Granule needs them equal")
+        }
         guard d % heads == 0 else {
             throw Diagnostic(file: json.file, "field 'd_model': \(d) is not divisible by encoder_attention_heads \(heads)")
         }

@@ -45,9 +45,13 @@ struct JSONFields {
         return nil
     }
 
-    /// The member `key`, or nil when absent (or null).
+    /// The member `key`, or nil when absent (or null). A key given twice is an error: which one
+    /// wins would otherwise be a silent accident of the parser.
     func optional(_ key: String) throws(Diagnostic) -> JSONFields? {
         guard let members else { throw failure("an object") }
+        if members.lazy.filter({ $0.key == key }).count > 1 {
+            throw Diagnostic(file: file, "field '\(field.isEmpty ? key : "\(field).\(key)")' appears more than once")
+        }
         guard let member = members.last(where: { $0.key == key }), member.value != .null else { return nil }
         return child(key, member.value)
     }
@@ -90,7 +94,8 @@ struct JSONFields {
     }
 
     func double() throws(Diagnostic) -> Double {
-        guard case .number(let text) = value, let number = Double(text) else { throw failure("a number") }
+        // JSON has no infinities, but 1e400 parses to one: no spec or config field means that.
+        guard case .number(let text) = value, let number = Double(text), number.isFinite else { throw failure("a finite number") }
         return number
     }
 

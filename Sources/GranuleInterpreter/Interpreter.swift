@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import GranuleIR
 
 /// The reference semantics of the IR: runs a function op by op on concrete tensors.
@@ -29,6 +32,12 @@ public struct Interpreter: Sendable {
     ///
     /// The function is verified first, so shape and attribute errors are reported as the verifier
     /// reports them; run-time errors (an index out of range, a bad label) carry the op's location.
+    /// The most elements one tensor may have: physical memory / 8 bytes per element.
+    public static let maxElements: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        return pages > 0 && size > 0 ? Int(pages) / 8 * Int(size) : Int.max
+    }()
+
     public func run(_ function: Function, inputs: [String: Tensor]) throws(Diagnostic) -> [(name: String, tensor: Tensor)] {
         try Verifier.verify(function)
         var values = [Tensor?](repeating: nil, count: function.valueCount)
@@ -48,6 +57,12 @@ public struct Interpreter: Sendable {
                 operands.append(value)
             }
             let type = function.type(of: op.result)
+            // The interpreter holds every element as a Double or Int64: a tensor larger than the
+            // machine's memory is an error here, not an allocation trap inside evaluate.
+            if type.elementCount > Interpreter.maxElements {
+                throw Diagnostic("%\(function.name(of: op.result)) is \(type): \(type.elementCount) elements need \(type.elementCount / (1 << 27)) GiB "
+                    + "in the interpreter, more than this machine's memory", at: location)
+            }
             var result: Tensor
             do {
                 result = try evaluate(op, operands, type: type)

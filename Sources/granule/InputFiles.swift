@@ -86,6 +86,12 @@ func inputValues(for function: Function, file: String?, randomSeed: UInt64?, sca
         for (name, tensor) in try Safetensors.read(path: file) { values[name] = tensor }
     }
     if let randomSeed {
+        for parameter in function.parameters where values[function.name(of: parameter.value)] == nil {
+            let type = function.type(of: parameter.value)
+            if type.elementCount > Interpreter.maxElements {
+                throw CommandFailure("error: %\(function.name(of: parameter.value)) is \(type): too large to fill with random values on this machine")
+            }
+        }
         values.merge(RandomInputs.make(for: function, seed: randomSeed, scale: scale, skipping: Set(values.keys))) { given, _ in given }
     }
     return values

@@ -23,6 +23,11 @@ struct LowerCommand: ParsableCommand {
     @Flag(help: "Print constants in full.")
     var fullConstants = false
 
+    func validate() throws {
+        // As the spec's own field: a probability in [0, 1) (NaN would silently lower no dropout).
+        if let dropout, !(dropout >= 0 && dropout < 1) { throw ValidationError("--dropout must be in [0, 1), got \(dropout)") }
+    }
+
     func run() throws {
         try runReportingErrors {
             let model = try ModelSpec.load(path: spec)

@@ -29,6 +29,10 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Standard deviation of random float values.")
     var scale: Double = 1
 
+    func validate() throws {
+        guard scale.isFinite, scale >= 0 else { throw ValidationError("--scale must be a finite number ≥ 0, got \(scale)") }
+    }
+
     @Option(name: .shortAndLong, help: "Write the results to this .safetensors file.")
     var output: String?
 

@@ -62,6 +62,7 @@ struct EvalCommandTests {
         // The errors a user meets first: one line each, exit 1, no predictions file written.
         let referenceLines = references.split(separator: "\n")
         try (referenceLines.prefix(2).joined(separator: "\n") + "\n").write(toFile: program.file("short.jsonl"), atomically: true, encoding: .utf8)
+        try (references + referenceLines[0] + "\n").write(toFile: program.file("long.jsonl"), atomically: true, encoding: .utf8)
         try (referenceLines.prefix(2).joined(separator: "\n") + "\n\n" + referenceLines.dropFirst(2).joined(separator: "\n") + "\n")
             .write(toFile: program.file("blank.jsonl"), atomically: true, encoding: .utf8)
         let badScore = references.replacingOccurrences(of: #""label":{"nope":1}"#, with: #""label":{"nope":5}"#)
@@ -80,6 +81,7 @@ struct EvalCommandTests {
              "other.safetensors: no tensor 'model."),
             (["eval"] + common + ["--references", program.file("missing.jsonl")], "missing.jsonl: cannot open the references"),
             (["eval"] + common + ["--references", program.file("short.jsonl")], "short.jsonl: 2 references for 6 examples"),
+            (["eval"] + common + ["--references", program.file("long.jsonl"), "--limit", "2"], "long.jsonl: 7 references for 6 examples"),
             (["eval"] + common + ["--references", program.file("blank.jsonl")], "blank.jsonl:3:1: empty line (one JSON object per example)"),
             (["eval", "--weights", weights, "--data", data, "--references", referencesPath], "error: eval needs --vocab to turn the generated tokens into text"),
             (["generate"] + common + ["--num-beams", "5"], "error: --num-beams 5 exceeds the program's batch size 4"),

@@ -28,6 +28,21 @@ import Testing
         #expect(try loadError(spec: spec) == #"spec.json: error: field 'pet.r': expected a positive integer, got "96""#)
     }
 
+    @Test func duplicateField() throws {
+        let spec = SpecDirectory.spec(pet: #"{"method": "bitfit"}"#).replacingOccurrences(of: #""dropout": "#, with: #""dropout": 0.5, "dropout": "#)
+        #expect(try loadError(spec: spec) == "spec.json: error: field 'dropout' appears more than once")
+    }
+
+    @Test func compacterFactorsAndInfiniteNumbers() throws {
+        let phm = SpecDirectory.spec(pet: #"{"method": "compacter", "r": 6, "phm_n": 3}"#)
+        #expect(try loadError(spec: phm) == "spec.json: error: field 'pet.phm_n': 3 does not divide d_model (8)")
+        let huge = SpecDirectory.spec(pet: #"{"method": "lora", "r": 2, "alpha": 1e400}"#)
+        #expect(try loadError(spec: huge) == "spec.json: error: field 'pet.alpha': expected a finite number, got 1e400")
+        let heads = SpecDirectory.tinyBart.replacingOccurrences(of: #""decoder_attention_heads": 2"#, with: #""decoder_attention_heads": 4"#)
+        #expect(try loadError(config: heads, spec: SpecDirectory.spec(pet: #"{"method": "bitfit"}"#))
+            == "config.json: error: field 'decoder_attention_heads': 4 differs from encoder_attention_heads (2); Granule needs them equal")
+    }
+
     @Test func unknownField() throws {
         let spec = SpecDirectory.spec(pet: #"{"method": "vl-pet", "graularity": "large", "r": 8, "gate_r": 4, "value_r": 4}"#)
         #expect(try loadError(spec: spec).hasPrefix("spec.json: error: unknown field 'pet.graularity'"))

@@ -75,6 +75,10 @@ public enum PETMethod: Sendable, Equatable {
                 throw Diagnostic(file: json.file, "field 'pet.\(field)': \(value) is not divisible by \(what) (\(divisor))")
             }
         }
+        /// Compacter's n must divide d_model (its Kronecker factors tile the d × r weights).
+        func phmDividesModel(_ n: Int) throws(Diagnostic) {
+            guard d % n == 0 else { throw Diagnostic(file: json.file, "field 'pet.phm_n': \(n) does not divide d_model (\(d))") }
+        }
         switch method {
         case "vl-pet":
             try json.onlyKeys(["method", "granularity", "r", "heads", "gate_r", "scale", "value_r", "base", "phm_n", "alpha", "zero_init"])
@@ -99,7 +103,8 @@ public enum PETMethod: Sendable, Equatable {
                 base = .lora(alpha: try json.required("alpha").double())
             case "compacter":
                 let n = try json.required("phm_n").positiveInt()
-                for (value, name) in [(d, "d_model"), (r, "r")] { try divides(value, name == "r" ? "r" : "phm_n", by: n, name == "r" ? "phm_n" : "phm_n (d_model \(d))") }
+                try phmDividesModel(n)
+                try divides(r, "r", by: n, "phm_n")
                 base = .compacter(n: n)
             default:
                 if try json.optional("phm_n") != nil { throw Diagnostic(file: json.file, "field 'pet.phm_n': only applies with \"base\": \"compacter\"") }
@@ -122,7 +127,7 @@ public enum PETMethod: Sendable, Equatable {
             let r = try json.required("r").positiveInt()
             let n = try json.required("phm_n").positiveInt()
             try divides(r, "r", by: n, "phm_n")
-            try divides(d, "phm_n", by: n, "phm_n, which must divide d_model \(d)")
+            try phmDividesModel(n)
             return .compacter(r: r, n: n)
         case "bitfit":
             try json.onlyKeys(["method"])
