@@ -217,6 +217,32 @@ static train_data *data_failed(train_data *data) {
     return NULL;
 }
 
+/* Token ids outside the vocabulary would stop training at the first batch that holds one, hours
+ * in and naming only an IR gather: for a model program (it has a generation config, so the
+ * vocabulary size), `input_ids` must lie in [0, V) and `labels` in [0, V) or be -100 (ignored). */
+static int check_token_ids(const gr_function *fn, const gr_value_spec *spec, const gr_st_tensor *tensor, const char *path,
+                           gr_error *err) {
+    const gr_generation_config *config = gr_program_generation(fn->program);
+    bool labels = strcmp(spec->name, "labels") == 0;
+    if (config == NULL || (!labels && strcmp(spec->name, "input_ids") != 0)) return 0;
+    if (tensor->dtype != GR_ST_I64 && tensor->dtype != GR_ST_I32) return 0;
+    int64_t per_example = tensor->shape[0] > 0 ? tensor->count / tensor->shape[0] : 1;
+    for (int64_t e = 0; e < tensor->count; e++) {
+        int64_t id;
+        if (tensor->dtype == GR_ST_I64) {
+            memcpy(&id, (const unsigned char *)tensor->data + e * 8, 8); /* the file need not align it */
+        } else {
+            int32_t narrow;
+            memcpy(&narrow, (const unsigned char *)tensor->data + e * 4, 4);
+            id = narrow;
+        }
+        if ((id >= 0 && id < config->vocab_size) || (labels && id == -100)) continue;
+        return gr_fail(err, "%s: %s of example %" PRId64 ", position %" PRId64 ", is %" PRId64 ": outside the vocabulary [0, %" PRId64 ")%s",
+                       path, spec->name, e / per_example, e % per_example, id, config->vocab_size, labels ? " and not -100 (ignored)" : "");
+    }
+    return 0;
+}
+
 /* Opens task t's file and checks its tensors against the batch parameters. */
 static int open_task(train_data *data, int32_t t, const char *path, gr_error *err) {
     const gr_function *fn = data->fn;
@@ -252,6 +278,7 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
                         path, spec->name, gr_st_dtype_name(tensor->dtype), got, type, gr_st_dtype_name(gr_st_dtype_of(spec->dtype)),
                         example);
         }
+        if (check_token_ids(fn, spec, tensor, path, err) != 0) return -1;
         int64_t examples = tensor->shape[0];
         if (first == NULL) {
             first = spec->name;
@@ -1050,6 +1077,16 @@ static void examples_text(const train_data *data, char *out, size_t size) {
     }
 }
 
+/* "vqa,gqa": the task names, in --data order. */
+static void tasks_text(const train_data *data, char *out, size_t size) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (int32_t k = 0; k < train_data_task_count(data) && used < size; k++) {
+        int n = snprintf(out + used, size - used, "%s%s", k > 0 ? "," : "", train_data_task_name(data, k));
+        if (n > 0) used += (size_t)n;
+    }
+}
+
 /* Reads the checkpoint's position and settings; omitted options take its values, given ones must
  * agree (anything else would break the bit-identical continuation). */
 static int reconcile_resume(trainer *t, gr_error *err) {
@@ -1072,6 +1109,9 @@ static int reconcile_resume(trainer *t, gr_error *err) {
         resume_real(t, "warmup_ratio", &ratio, err) != 0) {
         return -1;
     }
+    /* The metadata obeys the command line's rules: a checkpoint edited by hand must not train with them broken. */
+    if (!(isfinite(lr) && lr >= 0)) return gr_fail(err, "%s: metadata 'lr' must be a finite number >= 0, got %.17g", path, lr);
+    if (!(ratio >= 0 && ratio <= 1)) return gr_fail(err, "%s: metadata 'warmup_ratio' must be a number in [0, 1], got %.17g", path, ratio);
     const char *examples = resume_text(t, "examples", err);
     if (examples == NULL) return -1;
     char ours[2048];
@@ -1081,6 +1121,14 @@ static int reconcile_resume(trainer *t, gr_error *err) {
                     "%s: the checkpoint was trained on tasks of %s examples (batch size %" PRId64 "); --data gives %s (batch size "
                     "%" PRId64 "): resume with the same --data files",
                     path, examples, batch, ours, train_data_batch_size(t->data));
+    }
+    const char *tasks = resume_text(t, "tasks", err);
+    if (tasks == NULL) return -1;
+    char our_tasks[4096];
+    tasks_text(t->data, our_tasks, sizeof our_tasks);
+    if (strcmp(tasks, our_tasks) != 0) {
+        return gr_fail(err, "%s: the checkpoint was trained on the tasks %s; --data gives %s: resume with the same --data files", path,
+                       tasks, our_tasks);
     }
     if (t->opt.seed_given && t->opt.seed != (uint64_t)seed) {
         return gr_fail(err, "%s: the checkpoint was trained with --seed %" PRId64 ", this run gives --seed %" PRIu64, path, seed, t->opt.seed);
@@ -1281,12 +1329,7 @@ static int write_checkpoint(trainer *t, gr_error *err) {
     snprintf(ratio, sizeof ratio, "%.17g", t->opt.warmup_ratio);
     snprintf(warmup, sizeof warmup, "%" PRId64, t->warmup);
     examples_text(t->data, examples, sizeof examples);
-    size_t used = 0;
-    tasks[0] = '\0';
-    for (int32_t k = 0; k < train_data_task_count(t->data) && used < sizeof tasks; k++) {
-        int n = snprintf(tasks + used, sizeof tasks - used, "%s%s", k > 0 ? "," : "", train_data_task_name(t->data, k));
-        if (n > 0) used += (size_t)n;
-    }
+    tasks_text(t->data, tasks, sizeof tasks);
     gr_st_metadata metadata[] = {
         {"granule_train", CHECKPOINT_FORMAT}, {"function", fn->name},  {"step", step},           {"epoch", epoch},
         {"epoch_position", position},         {"steps_per_epoch", per_epoch}, {"tasks", tasks}, {"examples", examples},

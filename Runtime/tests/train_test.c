@@ -558,6 +558,10 @@ static void test_resume_rejects_other_settings(void) {
     train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@five.safetensors", "--resume", "@c.safetensors", NULL});
     CHECK_EQ(r.status, 1);
     CHECK_CONTAINS(r.err, "the checkpoint was trained on tasks of 10 examples (batch size 2); --data gives 5");
+    write_task("other.safetensors", 10, 0, 0); /* as many examples, another task */
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@other.safetensors", "--resume", "@c.safetensors", NULL});
+    CHECK_EQ(r.status, 1);
+    CHECK_CONTAINS(r.err, "c.safetensors: the checkpoint was trained on the tasks ten; --data gives other: resume with the same --data files");
     train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--resume", "@c.safetensors",
                                "--steps", "7", NULL});
     CHECK_EQ(r.status, 1);
@@ -581,6 +585,10 @@ static void test_resume_rejects_other_settings(void) {
 static void test_nan_stops_and_keeps_the_checkpoint(void) {
     write_weights();
     write_task("ten.safetensors", 10, 0, 0);
+    char poisoned[700];
+    path_in(poisoned, sizeof poisoned, "poisoned");
+    CHECK_EQ(mkdir(poisoned, 0755), 0);
+    write_task("poisoned/ten.safetensors", 10, 0, INFINITY); /* the same task name: resume checks it */
     write_task("bad.safetensors", 10, 0, INFINITY);
     result r;
     train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "8", "--lr", "0.01",
@@ -589,7 +597,7 @@ static void test_nan_stops_and_keeps_the_checkpoint(void) {
     size_t before_length = 0, after_length = 0;
     unsigned char *before = file_bytes("good.safetensors", &before_length);
     /* the same number of examples, so the checkpoint resumes, but every feature is infinite */
-    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@bad.safetensors", "--resume", "@good.safetensors",
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@poisoned/ten.safetensors", "--resume", "@good.safetensors",
                                "--checkpoint", "@good.safetensors", "--checkpoint-every", "1", "--log", "@bad.jsonl", NULL});
     CHECK_EQ(r.status, 1);
     CHECK_CONTAINS(r.err, "error: step 4: the loss is ");

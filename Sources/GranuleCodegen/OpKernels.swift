@@ -471,6 +471,16 @@ struct OpKernel {
 
     // MARK: gather / scatter
 
+    /// Element `n` of the index tensor in `buffer`, checked against [0, bound): outside it the op's
+    /// index error is raised (the kernel finishes its rows; the entry returns after it) and row 0
+    /// is used instead, so no access strays. Returns that row and the `outside` flag.
+    private func checkedIndex(_ ir: IRText, _ dtype: DType, _ buffer: String, _ n: String, bound: Int) -> (safe: String, outside: String) {
+        let index = loadIndex(ir, dtype, buffer, n)
+        let outside = ir.value("icmp uge i64 \(index), \(bound)")
+        ir.when(outside) { raise(ir, kind: 1, value: index, bound: bound) }
+        return (ir.value("select i1 \(outside), i64 0, i64 \(index)"), outside)
+    }
+
     private func gather(_ ir: IRText) -> Int {
         let table = type(op.operands[0])
         let indices = type(op.operands[1])
@@ -478,10 +488,7 @@ struct OpKernel {
         let width = table.shape.dropFirst().reduce(1, *)
         let t = table.dtype
         ir.loop(from: "%begin", to: "%end", "n") { n in
-            let index = loadIndex(ir, indices.dtype, "%buf3", n)
-            let outside = ir.value("icmp uge i64 \(index), \(rowsInTable)")
-            ir.when(outside) { raise(ir, kind: 1, value: index, bound: rowsInTable) }
-            let safe = ir.value("select i1 \(outside), i64 0, i64 \(index)")
+            let (safe, _) = checkedIndex(ir, indices.dtype, "%buf3", n, bound: rowsInTable)
             let source = mul(ir, safe, width)
             let target = mul(ir, n, width)
             ir.loop(from: "0", to: String(width), "k") { k in
@@ -514,10 +521,7 @@ struct OpKernel {
             }
         }
         ir.loop(from: "0", to: String(indices.elementCount), "n") { n in
-            let index = loadIndex(ir, indices.dtype, "%buf3", n)
-            let outside = ir.value("icmp uge i64 \(index), \(rowsInTarget)")
-            ir.when(outside) { raise(ir, kind: 1, value: index, bound: rowsInTarget) }
-            let safe = ir.value("select i1 \(outside), i64 0, i64 \(index)")
+            let (safe, outside) = checkedIndex(ir, indices.dtype, "%buf3", n, bound: rowsInTarget)
             let targetRow = mul(ir, safe, width)
             let updateRow = mul(ir, n, width)
             ir.loop(from: "%begin", to: "%end", "c") { column in

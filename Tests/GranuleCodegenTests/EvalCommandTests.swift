@@ -1,4 +1,5 @@
 import Foundation
+import GranuleIR
 import GranuleInterpreter
 import GranuleSupport
 import Testing
@@ -72,7 +73,17 @@ struct EvalCommandTests {
         try negative.write(toFile: program.file("negative.jsonl"), atomically: true, encoding: .utf8)
         // A train checkpoint (granule_train metadata) holds every trainable tensor of its program.
         try GranuleInterpreter.Safetensors.write([("unrelated", .scalar(1))], to: program.file("other.safetensors"), metadata: ["granule_train": "1"])
+        // A token id outside the vocabulary is found when the data is opened, named by example and position.
+        var badIds = try GranuleInterpreter.Safetensors.read(path: data)
+        let idsIndex = try #require(badIds.firstIndex { $0.name == "input_ids" })
+        var ids = badIds[idsIndex].tensor.ints
+        ids[ids.count / 2 + 1] = 99_999
+        badIds[idsIndex].tensor = Tensor(badIds[idsIndex].tensor.type, ints: ids)
+        try GranuleInterpreter.Safetensors.write(badIds, to: program.file("bad-ids.safetensors"))
+        let perExample = badIds[idsIndex].tensor.type.shape.dropFirst().reduce(1, *)
         let failures: [([String], String)] = [
+            (["generate", "--weights", weights, "--data", program.file("bad-ids.safetensors"), "--max-length", "4"],
+             "bad-ids.safetensors: input_ids of example \((ids.count / 2 + 1) / perExample), position \((ids.count / 2 + 1) % perExample), is 99999: outside the vocabulary [0, "),
             (["eval"] + common + ["--references", program.file("score.jsonl"), "--metric", "label"],
              "score.jsonl: line 2: field 'label': the score of 'nope' must be a number in [0, 1]"),
             (["eval"] + common + ["--references", program.file("negative.jsonl"), "--metric", "label"],

@@ -132,12 +132,14 @@ func compiledTraining() throws {
     #expect(metadata["granule_crc32"] != nil)
 
     // (c) An infinite feature: stop at the step, exit 1, the previous checkpoint untouched.
-    try trainer.writeData("poisoned.safetensors", count: 64, seed: 2, poison: .infinity)
+    // The same task name (resume checks that the tasks match), in another directory.
+    try FileManager.default.createDirectory(atPath: trainer.file("poisoned"), withIntermediateDirectories: true)
+    try trainer.writeData("poisoned/train.safetensors", count: 64, seed: 2, poison: .infinity)
     let good = try trainer.train(common + ["--steps", "6", "--stop-at", "2", "--checkpoint", "@good.safetensors"])
     #expect(good.status == 0, "good: \(good.errors)")
     let before = try trainer.bytes("good.safetensors")
     let poisoned = try trainer.train(
-        ["--weights", "@weights.safetensors", "--data", "@poisoned.safetensors", "--resume", "@good.safetensors", "--checkpoint",
+        ["--weights", "@weights.safetensors", "--data", "@poisoned/train.safetensors", "--resume", "@good.safetensors", "--checkpoint",
          "@good.safetensors", "--checkpoint-every", "1"])
     #expect(poisoned.status == 1)
     #expect(poisoned.errors.contains("error: step 3: the loss is NaN") || poisoned.errors.contains("error: step 3: the gradient norm is"),
