@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,7 +50,27 @@ int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const cha
         return gr_fail(err, "%s: tensor '%s': the %s parameter of '%s' needs %s, got %s %s", gr_safetensors_path(file), spec->name,
                     role_text, fn->name, type, gr_st_dtype_name(tensor->dtype), got);
     }
-    return gr_param_data(spec, file, tensor, mapped, buffer, owned, err);
+    if (gr_param_data(spec, file, tensor, mapped, buffer, owned, err) != 0) return -1;
+    /* A NaN or infinity among the weights makes every output NaN, which generation turns into the
+     * same token everywhere and evaluation into a silent 0%: name it here instead. */
+    int64_t bad = -1;
+    double value = 0;
+    if (spec->dtype == GR_F32) {
+        const float *x = *buffer;
+        for (int64_t e = 0; e < spec->count && bad < 0; e++) {
+            if (!isfinite(x[e])) bad = e, value = x[e];
+        }
+    } else if (spec->dtype == GR_F64) {
+        const double *x = *buffer;
+        for (int64_t e = 0; e < spec->count && bad < 0; e++) {
+            if (!isfinite(x[e])) bad = e, value = x[e];
+        }
+    }
+    if (bad >= 0) {
+        return gr_fail(err, "%s: tensor '%s' (the %s parameter of '%s') holds %s at element %" PRId64, gr_safetensors_path(file),
+                       spec->name, role_text, fn->name, isnan(value) ? "NaN" : "an infinity", bad);
+    }
+    return 0;
 }
 
 int check_output_path(const char *option, const char *path, const char *const *input_options, const char *const *inputs,

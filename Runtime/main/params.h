@@ -19,7 +19,8 @@ extern "C" {
  * Points parameter `i` of `fn` at its tensor (same name) in `file`: *buffer is the file's mapped
  * data when `mapped` allows it and the dtype and alignment fit, else an aligned copy (F16/BF16
  * widened) that is also stored in *owned for the caller to gr_aligned_free. Errors name the file,
- * the tensor, the role text ("frozen", "trainable", ...) and expected vs. got.
+ * the tensor, the role text ("frozen", "trainable", ...) and expected vs. got; a float tensor with
+ * a NaN or infinity is an error too (naming the first such element).
  */
 int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const char *role_text, bool mapped, void **buffer, void **owned,
                gr_error *err);

@@ -659,6 +659,17 @@ static void test_outputs_are_checked_before_training(void) {
                                "--curve", "@sub.csv", NULL});
     CHECK_EQ(r.status, 1);
     CHECK_CONTAINS(r.err, "sub.csv: is a directory; give a file name");
+    /* a NaN among the weights would make every step NaN: named when the weights are bound */
+    char nan_path[700];
+    path_in(nan_path, sizeof nan_path, "nan-weights.safetensors");
+    float scale[3] = {1, NAN, 1}, w[3] = {0, 0, 0};
+    int64_t shape[1] = {3};
+    gr_st_write_tensor tensors[2] = {{"frozen.scale", GR_ST_F32, 1, shape, scale}, {"w", GR_ST_F32, 1, shape, w}};
+    gr_error err;
+    CHECK_EQ(gr_safetensors_write(nan_path, tensors, 2, NULL, 0, &err), 0);
+    train(&r, (const char *[]){"--weights", "@nan-weights.safetensors", "--data", "@ten.safetensors", "--steps", "3", "--lr", "0.01", NULL});
+    CHECK_EQ(r.status, 1);
+    CHECK_CONTAINS(r.err, "nan-weights.safetensors: tensor 'frozen.scale' (the frozen parameter of 'toy_train_step') holds NaN at element 1");
     /* a function that updates nothing is not a train step */
     train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "3", "--lr", "0.01",
                                "--function", "toy", NULL});
