@@ -72,10 +72,37 @@ public struct LLVMToolchain: Sendable {
         }
         let cpu = targetCPU ?? String(cString: hostCPU!)
         let features = targetCPU == nil ? String(cString: hostFeatures!) : ""
+        if let targetCPU, let known = LLVMToolchain.knownCPUs(triple: String(cString: triple!)), !known.contains(targetCPU) {
+            // LLVM would only warn, then abort in code generation ("64-bit code requested on a
+            // subtarget that doesn't support it").
+            throw Diagnostic("--target-cpu '\(targetCPU)' is not a CPU LLVM knows for \(String(cString: triple!)) "
+                + "(the list: \(LLVMToolchain.llc) -mcpu=help; the default is this machine's, \(String(cString: hostCPU!)))")
+        }
         guard let machine = LLVMCreateTargetMachine(
             target, triple, cpu, features, LLVMCodeGenLevelAggressive, LLVMRelocPIC, LLVMCodeModelDefault)
         else { throw Diagnostic("cannot create a target machine for CPU '\(cpu)'") }
         return machine
+    }
+
+    /// LLVM 19's `llc`, whose `-mcpu=help` lists the CPUs of a target (the C API has no such list).
+    static let llc = "/usr/lib/llvm-19/bin/llc"
+
+    /// The CPU names LLVM accepts for `triple`, or nil when `llc` cannot tell (not installed).
+    static func knownCPUs(triple: String) -> Set<String>? {
+        guard FileManager.default.isExecutableFile(atPath: llc) else { return nil }
+        let errors = Pipe()
+        guard let process = try? ToolProcess.start([llc, "-mtriple=\(triple)", "-mcpu=help"], output: FileHandle.nullDevice, errors: errors)
+        else { return nil }
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        // "Available CPUs for this target:", then "  name - Select the name processor.", then features.
+        guard let start = text.range(of: "Available CPUs for this target:") else { return nil }
+        var names: Set<String> = []
+        for line in text[start.upperBound...].split(separator: "\n") {
+            if line.hasPrefix("Available features") { break }
+            if let name = line.split(separator: " ").first, line.contains(" - ") { names.insert(String(name)) }
+        }
+        return names.isEmpty ? nil : names
     }
 
     /// Runs `default<O3>` (or the chosen level) over the module.
