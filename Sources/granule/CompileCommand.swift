@@ -30,7 +30,7 @@ func loadProgram(_ path: String, passes: String?) throws -> (module: Module, gen
     if path.hasSuffix(".json") {
         let spec = try ModelSpec.load(path: path)
         generation = spec.generationConfig
-        module = try Lowering.lower(spec).module
+        module = try lowering(path) { () throws(Diagnostic) in try Lowering.lower(spec).module }
         pipeline = (passes ?? PassRegistry.modelPipeline).split(separator: ",").map(String.init)
     } else {
         module = try loadModule(path: path)
@@ -80,6 +80,8 @@ struct CompileCommand: ParsableCommand {
             let runtime = try Linker.locateRuntime(executablePath: CommandLine.arguments[0])
             let builder = ExecutableBuilder(
                 toolchain: LLVMToolchain(targetCPU: targetCPU), linker: Linker(runtimeDirectory: runtime), jobs: jobs ?? ExecutableBuilder.onePerCPU)
+            let cleanup = TemporaryFileCleanup(output: output)
+            defer { cleanup.stop() }
             try builder.build(llvmText: program.llvmText, output: output)
             if emitLLVM {
                 try writeAtomically(program.llvmText, to: output + ".ll")
