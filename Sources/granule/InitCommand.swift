@@ -21,7 +21,7 @@ struct InitCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let model = try ModelSpec.load(path: spec)
-            let parameters = try Lowering.parameters(model)
+            let parameters = try lowering(spec) { () throws(Diagnostic) in try Lowering.parameters(model) }
             let base = try from.map { path throws(Diagnostic) in try Safetensors.read(path: path) }
             let (tensors, report) = try Initialization.weights(for: parameters, seed: seed, base: base, basePath: from ?? "")
             try Safetensors.write(tensors, to: output, metadata: ["format": "pt", "granule_spec": spec])

@@ -48,6 +48,18 @@ func resolveOutput(_ path: String) throws -> String {
     }
 }
 
+/// Runs a lowering of the spec at `specPath`; an error without a location of its own (the graph
+/// builder's checks, e.g. a tensor over 2^40 elements from an absurd batch size) is reported
+/// against the spec file rather than as a bare "building 'cast': ...".
+func lowering<T>(_ specPath: String, _ body: () throws(Diagnostic) -> T) throws -> T {
+    do throws(Diagnostic) {
+        return try body()
+    } catch {
+        guard error.location == nil else { throw error }
+        throw CommandFailure("\(specPath): error: lowering the model: \(error.message)")
+    }
+}
+
 /// Writes a file atomically: a temporary sibling, then rename, so no half-written output remains.
 func writeAtomically(_ text: String, to path: String) throws {
     let url = URL(fileURLWithPath: try resolveOutput(path))

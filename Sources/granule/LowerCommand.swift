@@ -31,7 +31,7 @@ struct LowerCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let model = try ModelSpec.load(path: spec)
-            let lowered = try Lowering.lower(model, dropout: dropout).module
+            let lowered = try lowering(spec) { () throws(Diagnostic) in try Lowering.lower(model, dropout: dropout).module }
             let module = try PassManager(try namedPasses(passes?.split(separator: ",").map(String.init) ?? [])).run(lowered)
             let text = Printer.print(module, options: fullConstants ? .full : PrintOptions())
             if let output {

@@ -12,8 +12,9 @@ struct ParamsCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let model = try ModelSpec.load(path: spec)
+            let parameters = try lowering(spec) { () throws(Diagnostic) in try Lowering.parameters(model) }
             print("\(spec): \(model.backbone.family.rawValue) with \(model.pet.name)")
-            print(ParameterCount(try Lowering.parameters(model)).report())
+            print(ParameterCount(parameters).report())
         }
     }
 }
