@@ -1652,7 +1652,9 @@ int train_command(const gr_program *program, const char *program_name, int argc,
     } else if (result == STOPPED_AT) {
         fprintf(out, "stopped after step %" PRId64 " of %" PRId64 " (--stop-at); ", t.step, t.total);
     } else {
-        if (t.start > 0) {
+        if (t.start == t.total) {
+            fprintf(out, "nothing to train: the checkpoint is at step %" PRId64 " of %" PRId64, t.total, t.total);
+        } else if (t.start > 0) {
             fprintf(out, "trained steps %" PRId64 "-%" PRId64 " of %" PRId64, t.start + 1, t.total, t.total);
         } else {
             fprintf(out, "trained %" PRId64 " step%s", t.total, t.total == 1 ? "" : "s");

@@ -570,6 +570,13 @@ static void test_resume_rejects_other_settings(void) {
                                "--lr", "0.02", NULL});
     CHECK_EQ(r.status, 1);
     CHECK_CONTAINS(r.err, "--lr 0.01");
+    /* a finished run resumed: nothing left to do, said so */
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--steps", "2", "--lr", "0.01",
+                               "--checkpoint", "@done.safetensors", NULL});
+    CHECK_EQ(r.status, 0);
+    train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--resume", "@done.safetensors", NULL});
+    CHECK_EQ(r.status, 0);
+    CHECK_CONTAINS(r.out, "nothing to train: the checkpoint is at step 2 of 2");
     /* a file that is not a train checkpoint */
     train(&r, (const char *[]){"--weights", "@weights.safetensors", "--data", "@ten.safetensors", "--resume", "@weights.safetensors",
                                NULL});

@@ -31,6 +31,10 @@ public enum Initialization {
                 guard stored.type.dtype.isFloat else {
                     throw Diagnostic(file: basePath, "tensor '\(baseName)' is \(stored.type), expected float \(type)")
                 }
+                // A NaN or infinity would make every output of the initialised model NaN.
+                if let bad = stored.floats.firstIndex(where: { !$0.isFinite }) {
+                    throw Diagnostic(file: basePath, "tensor '\(baseName)' holds \(stored.floats[bad].isNaN ? "NaN" : "an infinity") at element \(bad)")
+                }
                 if stored.type.shape == parameter.shape {
                     fresh = stored.floats.map { Double(Float($0)) }
                     report.loaded += 1

@@ -31,6 +31,10 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         guard scale.isFinite, scale >= 0 else { throw ValidationError("--scale must be a finite number ≥ 0, got \(scale)") }
+        if float64 && backend != "interpreter" { throw ValidationError("--float64 needs --backend interpreter (compiled kernels run f32 as f32)") }
+        if let output, let saveInputs, URL(fileURLWithPath: output).standardized == URL(fileURLWithPath: saveInputs).standardized {
+            throw ValidationError("-o and --save-inputs name the same file, \(output): one would overwrite the other")
+        }
     }
 
     @Option(name: .shortAndLong, help: "Write the results to this .safetensors file.")

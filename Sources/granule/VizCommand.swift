@@ -13,6 +13,14 @@ struct VizCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file (.dot or .svg).")
     var output: String
 
+    func validate() throws {
+        // Anything but SVG is written as DOT text: an image name would get a file no viewer opens.
+        let suffix = URL(fileURLWithPath: output).pathExtension.lowercased()
+        guard !["png", "jpg", "jpeg", "gif", "pdf", "ps", "eps", "bmp", "webp", "tif", "tiff"].contains(suffix) else {
+            throw ValidationError("-o \(output): viz writes DOT (.dot, .gv) or SVG (.svg); for .\(suffix) run dot -T\(suffix) on the DOT file")
+        }
+    }
+
     func run() throws {
         try runReportingErrors {
             let module = try loadModule(path: file)

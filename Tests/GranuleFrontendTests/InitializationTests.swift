@@ -350,6 +350,13 @@ import Testing
         #expect(message == "base.safetensors: error: tensor '\(Self.fc1)' has shape [12, 9] but the spec's model needs [12, 8]")
     }
 
+    @Test func nonFiniteBaseValue() throws {
+        var values = [Double](repeating: 0.5, count: 96)
+        values[7] = .nan
+        let message = try loadError(Self.replace(Self.fc1, with: Tensor(TensorType(.f32, [12, 8]), floats: values)))
+        #expect(message == "base.safetensors: error: tensor '\(Self.fc1)' holds NaN at element 7")
+    }
+
     /// Only the vocabulary axis may be shorter in the base (a checkpoint before `resize_vocab`):
     /// an FFN with fewer rows, an embedding with fewer columns or more rows is a different backbone.
     @Test func shorterAxisOutsideTheVocabularyIsAnError() throws {
