@@ -95,7 +95,19 @@ func runReportingErrors(_ body: () throws -> Void) throws {
 func inputValues(for function: Function, file: String?, randomSeed: UInt64?, scale: Double) throws -> [String: Tensor] {
     var values: [String: Tensor] = [:]
     if let file {
-        for (name, tensor) in try Safetensors.read(path: file) { values[name] = tensor }
+        let parameterNames = Set(function.parameters.map { function.name(of: $0.value) })
+        var unused: [String] = []
+        for (name, tensor) in try Safetensors.read(path: file) {
+            values[name] = tensor
+            if !parameterNames.contains(name) { unused.append(name) }
+        }
+        // Not an error (one file often holds the tensors of several functions), but a misspelt
+        // name would otherwise go unnoticed, its parameter filled with random values.
+        if !unused.isEmpty {
+            let shown = unused.prefix(5).map { "'\($0)'" }.joined(separator: ", ") + (unused.count > 5 ? ", ..." : "")
+            let what = unused.count == 1 ? "1 tensor is not a parameter" : "\(unused.count) tensors are not parameters"
+            FileHandle.standardError.write(Data("\(file): warning: \(what) of @\(function.name), ignored: \(shown)\n".utf8))
+        }
     }
     if let randomSeed {
         for parameter in function.parameters where values[function.name(of: parameter.value)] == nil {
