@@ -53,24 +53,28 @@ int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const cha
     if (gr_param_data(spec, file, tensor, mapped, buffer, owned, err) != 0) return -1;
     /* A NaN or infinity among the weights makes every output NaN, which generation turns into the
      * same token everywhere and evaluation into a silent 0%: name it here instead. */
-    int64_t bad = -1;
     double value = 0;
-    if (spec->dtype == GR_F32) {
-        const float *x = *buffer;
-        for (int64_t e = 0; e < spec->count && bad < 0; e++) {
-            if (!isfinite(x[e])) bad = e, value = x[e];
-        }
-    } else if (spec->dtype == GR_F64) {
-        const double *x = *buffer;
-        for (int64_t e = 0; e < spec->count && bad < 0; e++) {
-            if (!isfinite(x[e])) bad = e, value = x[e];
-        }
-    }
+    int64_t bad = first_nonfinite(spec->dtype, *buffer, spec->count, &value);
     if (bad >= 0) {
         return gr_fail(err, "%s: tensor '%s' (the %s parameter of '%s') holds %s at element %" PRId64, gr_safetensors_path(file),
                        spec->name, role_text, fn->name, isnan(value) ? "NaN" : "an infinity", bad);
     }
     return 0;
+}
+
+int64_t first_nonfinite(gr_dtype dtype, const void *data, int64_t count, double *value) {
+    if (dtype == GR_F32) {
+        const float *x = data;
+        for (int64_t e = 0; e < count; e++) {
+            if (!isfinite(x[e])) return *value = x[e], e;
+        }
+    } else if (dtype == GR_F64) {
+        const double *x = data;
+        for (int64_t e = 0; e < count; e++) {
+            if (!isfinite(x[e])) return *value = x[e], e;
+        }
+    }
+    return -1;
 }
 
 int check_output_path(const char *option, const char *path, const char *const *input_options, const char *const *inputs,

@@ -37,6 +37,10 @@ int command_usage_error(FILE *err, const char *program, const char *command, con
  *  then renamed over `path`); on failure the temporary file is removed and `path` is untouched. */
 int write_file_atomically(const char *path, const char *bytes, size_t length, gr_error *err);
 
+/* The first element of a float tensor (`count` elements of f32 or f64 at `data`) that is NaN or
+ * infinite, with its value in *value; -1 when there is none (or the dtype is not a float). */
+int64_t first_nonfinite(gr_dtype dtype, const void *data, int64_t count, double *value);
+
 /* Checks, before any work, that `path` (the value of `option`) can be written: a regular file or
  * nothing yet (see gr_output_target), in an existing directory this process may write, and not the
  * same file as any of the `input_count` paths in `inputs` (each the value of option `input_options[i]`):

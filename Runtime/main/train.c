@@ -1284,6 +1284,18 @@ static int trainer_setup(trainer *t, const gr_program *program, gr_error *err) {
 /* The checkpoint at the current step (see the file comment). */
 static int write_checkpoint(trainer *t, gr_error *err) {
     const gr_function *fn = t->fn;
+    /* The loss can stay finite for a step after the updates overflow (a huge --lr): a checkpoint
+     * of infinities would load and evaluate without complaint, so it is never written. */
+    for (int32_t i = 0; i < fn->param_count; i++) {
+        const gr_value_spec *spec = &fn->params[i];
+        double value;
+        if (spec->role != GR_ROLE_TRAINABLE && spec->role != GR_ROLE_STATE) continue;
+        if (first_nonfinite(spec->dtype, t->buffers[i], spec->count, &value) >= 0) {
+            return gr_fail(err, "%s: not written: tensor '%s' holds a non-finite value after step %" PRId64
+                                " (the updates diverged; a lower --lr may help)",
+                           t->opt.checkpoint, spec->name, t->step);
+        }
+    }
     gr_st_write_tensor *tensors = calloc((size_t)fn->param_count + 1, sizeof *tensors);
     if (tensors == NULL) return gr_fail(err, "%s: out of memory", t->opt.checkpoint);
     size_t count = 0;
@@ -1293,26 +1305,6 @@ static int write_checkpoint(trainer *t, gr_error *err) {
             const gr_value_spec *spec = &fn->params[i];
             if (spec->role != role) continue;
             tensors[count++] = (gr_st_write_tensor){spec->name, gr_st_dtype_of(spec->dtype), spec->rank, spec->shape, t->buffers[i]};
-        }
-    }
-    /* The loss can stay finite for a step after the updates overflow (a huge --lr): a checkpoint
-     * of infinities would load and evaluate without complaint, so it is never written. */
-    for (size_t k = 0; k < count; k++) {
-        const gr_st_write_tensor *w = &tensors[k];
-        int64_t elements = 1;
-        for (int32_t d = 0; d < w->rank; d++) elements *= w->shape[d];
-        bool finite = true;
-        if (w->dtype == GR_ST_F32) {
-            for (int64_t e = 0; e < elements && finite; e++) finite = isfinite(((const float *)w->data)[e]);
-        } else if (w->dtype == GR_ST_F64) {
-            for (int64_t e = 0; e < elements && finite; e++) finite = isfinite(((const double *)w->data)[e]);
-        }
-        if (!finite) {
-            gr_fail(err, "%s: not written: tensor '%s' holds a non-finite value after step %" PRId64
-                         " (the updates diverged; a lower --lr may help)",
-                    t->opt.checkpoint, w->name, t->step);
-            free(tensors);
-            return -1;
         }
     }
     char step[32], epoch[32], position[32], per_epoch[32], batch[32], seed[32], total[32], epochs[32], lr[48], ratio[48], warmup[32];

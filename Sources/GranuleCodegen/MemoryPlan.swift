@@ -18,7 +18,7 @@ enum BufferLocation: Equatable {
 /// computed in place: an elementwise kernel takes over the buffer of an input whose last read it
 /// is when every read of that buffer is at the output's own index (same shape, dense), so each
 /// element is read before it is overwritten; a `cross_entropy_grad` takes over its logits' buffer
-/// and a `scatter_add` its target's (see `rowWiseDonor`); (3) offsets, greedy by size: the
+/// and a `scatter_add` its target's (see `nonElementwiseDonor`); (3) offsets, greedy by size: the
 /// largest buffer first, each at the lowest offset clear of every placed buffer live at any of its
 /// steps (64-byte aligned), so a kernel never writes over a live input except in place. Returned
 /// values live in the caller's result buffers; parameters in its arguments.
@@ -80,7 +80,7 @@ struct MemoryPlan {
                 if case .elementwise(_, let leaves) = step {
                     donor = MemoryPlan.inPlaceDonor(for: value, leaves: leaves, function, step: index, lastRead: lastRead, live: live)
                 } else if case .op(let opIndex, _, _) = step {
-                    donor = MemoryPlan.rowWiseDonor(of: function.operations[opIndex], function, step: index, lastRead: lastRead, live: live)
+                    donor = MemoryPlan.nonElementwiseDonor(of: function.operations[opIndex], function, step: index, lastRead: lastRead, live: live)
                 }
                 if lastRead[value] == nil { lastRead[value] = index }  // written but never read
                 if let donor, let group = groupOf[donor] {
@@ -167,7 +167,7 @@ struct MemoryPlan {
     }
 
     /// The results that can be computed over the parameter they write: result `r` with `writes %p`
-    /// whose value is returned once, lives in result buffer `r`, and is written by exactly one step,
+    /// whose value lives in result buffer `r` and is written by exactly one step,
     /// an elementwise kernel, after which nothing reads `%p`, and which itself reads `%p` only at
     /// the output's own index. AdamW's updates (`new.<p>`, the moments) are such kernels: the
     /// forward and backward passes read the parameters before the first update. Sharing the buffer
@@ -180,14 +180,11 @@ struct MemoryPlan {
         let function = schedule.function
         var taken: Set<Int> = []
         for (index, result) in function.results.enumerated() {
-            guard let target = result.writes, locations[result.value] == .result(index),
-                function.type(of: target) == function.type(of: result.value),
-                function.results.filter({ $0.value == result.value || $0.writes == target }).count == 1
-            else { continue }
+            // The verifier guarantees the rest: `target` is a parameter of the result's type (never
+            // written by a step) and no other result writes it.
+            guard let target = result.writes, locations[result.value] == .result(index) else { continue }
             let writers = written.indices.filter { written[$0].contains(result.value) }
-            guard writers.count == 1, let step = writers.first, case .elementwise(_, let leaves) = schedule.steps[step],
-                written.allSatisfy({ !$0.contains(target) })
-            else { continue }
+            guard writers.count == 1, let step = writers.first, case .elementwise(_, let leaves) = schedule.steps[step] else { continue }
             let lastReadOfTarget = lastRead[target] ?? -1
             if lastReadOfTarget > step { continue }
             if lastReadOfTarget == step, !readOnlyAtOwnIndex(result.value, leaves: leaves, function).contains(target) { continue }
@@ -208,7 +205,7 @@ struct MemoryPlan {
     ///
     /// Other row-wise ops (softmax, norms) are fused into elementwise steps or read their input
     /// again later and are not taken.
-    private static func rowWiseDonor(
+    private static func nonElementwiseDonor(
         of op: Operation, _ function: Function, step: Int, lastRead: [Value: Int], live: [Value: Int]
     ) -> Value? {
         guard op.opcode == .crossEntropyGrad || op.opcode == .scatterAdd, let donor = op.operands.first,
