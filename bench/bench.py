@@ -793,7 +793,9 @@ def main() -> None:
     if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
         raise SystemExit("bench: --steps >= 1, --warmup >= 0 and --rounds >= 1")
 
-    # The workloads, grouped by program.
+    # The workloads, grouped by program. Model() resolves the backbone through OUT (a relative
+    # path from the spec copies), so OUT must exist before the first one, even on a fresh clone.
+    OUT.mkdir(parents=True, exist_ok=True)
     plan: list[tuple[Model, list[str]]] = []
     for name, backbone, pet, bundled, derive in MODELS:
         for b in BATCHES:

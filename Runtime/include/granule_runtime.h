@@ -99,7 +99,8 @@ void gr_runtime_attach_program(gr_runtime *rt, const gr_program *program);
  *     extern const char granule_manifest[];        NUL-terminated JSON (see "Programs")
  *     extern gr_entry_fn const granule_entries[];  one entry per manifest function, same order
  *
- * and calls gr_parallel_for, gr_raise, gr_failed, gr_philox_word, gr_sgemm_nt and gr_sgemm_small.
+ * and calls gr_parallel_for, gr_raise, gr_failed, gr_philox_word, gr_sgemm_nt, gr_sgemm_small and
+ * gr_release_param.
  *
  * Entry calling convention: `args` holds one pointer per IR parameter (in order), then one per
  * result. Results are caller-allocated, 64-byte aligned, sized by the manifest and zero-filled,
@@ -177,6 +178,15 @@ int32_t gr_failed(gr_runtime *rt);
  * Philox.swift's dropoutKeep.
  */
 uint32_t gr_philox_word(int64_t seed, int64_t offset, int64_t index);
+
+/**
+ * Called by an entry after a read of parameter `param` whose next read is far away (or that is its
+ * last): drops the parameter's whole pages from the process if the binding being called maps it
+ * from a file and was asked to (gr_binding_release_between_uses); does nothing otherwise, and
+ * nothing when rt is not inside gr_binding_call. The next read maps the pages again from the page
+ * cache, so a training step's peak holds only the weights of the layers in use.
+ */
+void gr_release_param(gr_runtime *rt, int32_t param);
 
 /*
  * Profiling. A program compiled with `granule compile --profile` calls gr_profile_step(rt, i)
@@ -463,12 +473,14 @@ typedef struct gr_binding gr_binding;
 enum {
     GR_BIND_ALLOW_MISSING = 1, /**< leave parameters found in no file unbound (set them with
                                     gr_binding_set_param before calling) instead of failing */
-    GR_BIND_RESULTS_IN_PLACE = 2 /**< results marked in_place share their parameter's buffer: a
+    GR_BIND_RESULTS_IN_PLACE = 2, /**< results marked in_place share their parameter's buffer: a
                                       call updates the parameter (an optimizer step needs no
                                       copy back, and no second copy of the parameters and
                                       moments). Such parameters are bound as owned, writable
                                       copies, and gr_binding_set_param must give them writable
                                       memory. These results are not zero-filled. */
+    GR_BIND_RELEASE_MAPPED = 4 /**< parameters pointing straight into a file's mapping are
+                                    released between uses (gr_binding_release_between_uses) */
 };
 
 /**
@@ -487,6 +499,15 @@ void gr_binding_free(gr_binding *binding);
 
 /** Points parameter `i` at caller-owned memory (of the parameter's type; it is not copied). */
 int gr_binding_set_param(gr_binding *binding, int32_t i, const void *data, gr_error *err);
+
+/**
+ * Lets calls of the binding drop parameter `i`'s pages between its reads (gr_release_param), when
+ * the parameter points at tensor `tensor` of `file` itself (mapped read-only, not a copy): the
+ * pages are mapped again from the file when next read. Returns 1 if the parameter will be
+ * released, 0 if it is not bound to that tensor's mapped data (then nothing changes). The file
+ * must stay open while the binding lives; gr_binding_set_param on `i` ends the release.
+ */
+int gr_binding_release_between_uses(gr_binding *binding, int32_t i, const gr_safetensors *file, const gr_st_tensor *tensor);
 
 /**
  * Attaches the function's program to rt, clears rt's error and calls the entry. Returns 0 on

@@ -2,9 +2,10 @@
  * main.c: the command line of every program Granule compiles.
  *
  *   MODEL run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]
- *   MODEL step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]
+ *             [--resident-weights]
+ *   MODEL step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N] [--resident-weights]
  *   MODEL bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]
- *               [--threads N] [--json]
+ *               [--threads N] [--json] [--profile] [--profile-rows N] [--resident-weights]
  *   MODEL train --weights W.safetensors --data D.safetensors ... (--steps N | --epochs E) --lr LR ...  (train.c)
  *   MODEL generate|eval --weights W.safetensors --data D.safetensors [--vocab V] ...  (generate.c)
  *   MODEL info
@@ -49,9 +50,10 @@ static void print_help(FILE *out, const char *program) {
     fprintf(out,
             "usage:\n"
             "  %s run --function NAME --inputs A.safetensors [--inputs B.safetensors ...] --out OUT.safetensors [--threads N]\n"
-            "  %s step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N]\n"
+            "        [--resident-weights]\n"
+            "  %s step --weights W.safetensors --batch B.safetensors --out G.safetensors [--threads N] [--resident-weights]\n"
             "  %s bench --weights W.safetensors --batch B.safetensors [--function NAME] [--steps N] [--warmup K]\n"
-            "        [--threads N] [--json] [--profile] [--profile-rows N]\n",
+            "        [--threads N] [--json] [--profile] [--profile-rows N] [--resident-weights]\n",
             program, program, program);
     train_print_usage(out, program);
     generate_print_usage(out, program);
@@ -88,6 +90,10 @@ static void print_help(FILE *out, const char *program) {
             "                longest first (programs compiled with `granule compile --profile`; with\n"
             "                --json the table goes to stderr)\n"
             "  --profile-rows N  bench --profile: list the N longest steps, 0 for all (default %d)\n"
+            "  --resident-weights  keep the mapped weights in the process between reads (a few ms faster per\n"
+            "                call); by default a large weight read straight from its file is dropped after a\n"
+            "                read whose next read is far away, and mapped again from the page cache at the\n"
+            "                next, so a training step's peak memory holds only the layers in use\n"
             "  --help        this text\n"
             "  Options take their value as `--name VALUE` or `--name=VALUE`.\n"
             "\n"
@@ -108,6 +114,7 @@ typedef struct options {
     int steps;  /* bench; -1 until given */
     int warmup; /* bench; -1 until given */
     bool json;  /* bench */
+    bool resident_weights;
     bool profile; /* bench */
     int profile_rows; /* bench; -1 until given, 0 for every step */
 } options;
@@ -133,6 +140,10 @@ static int parse_options(const char *program, const char *command, int argc, cha
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) return -1;
         if (strncmp(arg, "--", 2) != 0) return command_usage_error(stderr, program, NULL, "unexpected argument '%s'", arg);
+        if (strcmp(arg, "--resident-weights") == 0) {
+            o->resident_weights = true;
+            continue;
+        }
         if (is_bench && strcmp(arg, "--json") == 0) {
             o->json = true;
             continue;
@@ -295,8 +306,10 @@ static bool same_file_given_before(const char *const *paths, int i) {
 
 /* Opens the files (each once; files[] must hold MAX_INPUTS NULLs) and binds fn to them, with the
  * results the manifest marks in_place in their parameters' buffers (an AdamW step then updates
- * its own copy of the trainable parameters and moments instead of allocating a second one). */
-static gr_binding *open_and_bind(const gr_function *fn, const char *const *paths, int path_count, gr_safetensors **files, gr_error *err) {
+ * its own copy of the trainable parameters and moments instead of allocating a second one), and
+ * unless `resident`, mapped parameters released between distant reads. */
+static gr_binding *open_and_bind(const gr_function *fn, const char *const *paths, int path_count, bool resident, gr_safetensors **files,
+                                 gr_error *err) {
     int file_count = 0;
     for (int i = 0; i < path_count; i++) {
         if (same_file_given_before(paths, i)) continue; /* e.g. --weights W --batch W */
@@ -304,7 +317,7 @@ static gr_binding *open_and_bind(const gr_function *fn, const char *const *paths
         if (files[file_count] == NULL) return NULL;
         file_count++;
     }
-    return gr_binding_create(fn, files, (size_t)file_count, GR_BIND_RESULTS_IN_PLACE, err);
+    return gr_binding_create(fn, files, (size_t)file_count, GR_BIND_RESULTS_IN_PLACE | (resident ? 0 : GR_BIND_RELEASE_MAPPED), err);
 }
 
 /* Whether the function's first result is a float scalar (the loss of a step function). */
@@ -320,24 +333,24 @@ static double loss_value(const gr_function *fn, const gr_binding *binding) {
 }
 
 /* Opens the files, binds and calls the function, writes the results. */
-static int execute(const gr_function *fn, const char *const *paths, int path_count, const char *out, int threads, bool print_loss) {
+static int execute(const gr_function *fn, const char *const *paths, int path_count, const options *o, bool print_loss) {
     gr_error err;
     gr_safetensors *files[MAX_INPUTS] = {0};
     gr_runtime *rt = NULL;
     gr_binding *binding = NULL;
     int status = EXIT_ERROR;
-    binding = open_and_bind(fn, paths, path_count, files, &err);
+    binding = open_and_bind(fn, paths, path_count, o->resident_weights, files, &err);
     if (binding == NULL) goto done;
-    rt = gr_runtime_create_checked(threads, &err);
+    rt = gr_runtime_create_checked(o->threads, &err);
     if (rt == NULL) goto done;
     if (gr_binding_call(rt, binding, &err) != 0) goto done;
-    if (gr_binding_write_results(binding, out, &err) != 0) goto done;
+    if (gr_binding_write_results(binding, o->out, &err) != 0) goto done;
     if (print_loss) {
         if (has_loss(fn)) printf("loss: %.9g\n", loss_value(fn, binding));
     } else {
         for (int32_t r = 0; r < fn->result_count; r++) print_summary(&fn->results[r], gr_binding_result(binding, r));
     }
-    printf("wrote %" PRId32 " result%s to %s\n", fn->result_count, fn->result_count == 1 ? "" : "s", out);
+    printf("wrote %" PRId32 " result%s to %s\n", fn->result_count, fn->result_count == 1 ? "" : "s", o->out);
     status = EXIT_OK;
 done:
     if (status != EXIT_OK) fail(&err);
@@ -458,7 +471,7 @@ static int bench(const gr_function *fn, const options *o) {
     double *times = NULL, *cpu = NULL;
     int status = EXIT_ERROR;
     const char *paths[2] = {o->weights, o->batch};
-    binding = open_and_bind(fn, paths, 2, files, &err);
+    binding = open_and_bind(fn, paths, 2, o->resident_weights, files, &err);
     if (binding == NULL) goto done;
     rt = gr_runtime_create_checked(o->threads, &err);
     if (rt == NULL) goto done;
@@ -506,6 +519,7 @@ static int bench(const gr_function *fn, const options *o) {
     if (o->json) {
         printf("{\"function\": ");
         print_json_string(fn->name);
+        printf(", \"resident_weights\": %s", o->resident_weights ? "true" : "false");
         printf(", \"threads\": %d, \"warmup\": %d, \"steps\": %d, \"median_ms\": %.3f, \"min_ms\": %.3f, \"max_ms\": %.3f, "
                "\"mean_ms\": %.3f, \"cpu_ms\": %.3f, \"times_ms\": [",
                threads, o->warmup, o->steps, median, min, max, mean, cpu_median);
@@ -518,8 +532,9 @@ static int bench(const gr_function *fn, const options *o) {
         print_json_number("%.9g", loss);
         printf("}\n");
     } else {
-        printf("bench @%s: %d timed call%s after %d warm-up call%s, %d thread%s\n", fn->name, n, n == 1 ? "" : "s", o->warmup,
-               o->warmup == 1 ? "" : "s", threads, threads == 1 ? "" : "s");
+        printf("bench @%s: %d timed call%s after %d warm-up call%s, %d thread%s%s\n", fn->name, n, n == 1 ? "" : "s", o->warmup,
+               o->warmup == 1 ? "" : "s", threads, threads == 1 ? "" : "s",
+               o->resident_weights ? ", weights resident" : ", weights released between distant reads");
         printf("median %.3f ms, min %.3f ms, max %.3f ms (mean %.3f ms; CPU time median %.3f ms)\n", median, min, max, mean, cpu_median);
         printf("peak RSS %.1f MiB\n", rss);
         if (has_loss(fn)) printf("loss: %.9g\n", loss);
@@ -603,7 +618,7 @@ int main(int argc, char **argv) {
         } else if (is_bench) {
             status = bench(fn, &o);
         } else {
-            status = execute(fn, o.inputs, o.input_count, o.out, o.threads, false);
+            status = execute(fn, o.inputs, o.input_count, &o, false);
         }
     } else {
         const gr_function *fn = gr_program_step_function(program);
@@ -615,7 +630,7 @@ int main(int argc, char **argv) {
             status = bench(fn, &o);
         } else {
             const char *paths[2] = {o.weights, o.batch};
-            status = execute(fn, paths, 2, o.out, o.threads, true);
+            status = execute(fn, paths, 2, &o, true);
         }
     }
     gr_program_free(program);

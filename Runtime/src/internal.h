@@ -82,6 +82,7 @@ struct gr_runtime {
     gr_pool pool;
     gr_raised raised;
     const gr_program *program;
+    const struct gr_binding *binding; /* the binding gr_binding_call is running (gr_release_param) */
     char message[GR_ERROR_CAPACITY];
     /* Profiling (gr_profile_step): per-step totals, the step being timed and since when. */
     double *profile_seconds;
@@ -191,6 +192,8 @@ int gr_output_target(const char *path, char *target, size_t size, gr_error *err)
  * read simply faults the file's bytes back in: correctness never depends on it, peak RSS does.
  */
 void gr_safetensors_release(const gr_safetensors *file, const gr_st_tensor *t);
+/* Whether t's data lies in the file's read-only mapping (not in memory read from the file). */
+bool gr_safetensors_maps(const gr_safetensors *file, const gr_st_tensor *t);
 /** Whether a file tensor of dtype `got` can feed an IR dtype `want` (f32 also takes F16 and BF16). */
 bool gr_st_dtype_feeds(gr_dtype want, gr_st_dtype got);
 /** The file dtype that holds an IR dtype exactly. */

@@ -545,6 +545,9 @@ struct gr_binding {
     void **args;   /* params, then results */
     void **owned;  /* per parameter: an aligned copy this binding frees, or NULL */
     int32_t *writer; /* per parameter: the in_place result sharing its buffer (GR_BIND_RESULTS_IN_PLACE), or -1 */
+    /* per parameter: the mapped tensor whose pages gr_release_param drops, or NULL */
+    const gr_safetensors **release_file;
+    const gr_st_tensor **release_tensor;
     gr_arena arena;
 };
 
@@ -567,6 +570,8 @@ void gr_binding_free(gr_binding *b) {
     free(b->args);
     free(b->owned);
     free(b->writer);
+    free(b->release_file);
+    free(b->release_tensor);
     free(b);
 }
 
@@ -590,7 +595,7 @@ static bool same_shape(const gr_value_spec *spec, const gr_st_tensor *t) {
 }
 
 /* Points parameter i at tensor t of file f, copying when needed. */
-static int bind_tensor(gr_binding *b, int32_t i, const gr_safetensors *f, const gr_st_tensor *t, gr_error *err) {
+static int bind_tensor(gr_binding *b, int32_t i, const gr_safetensors *f, const gr_st_tensor *t, int flags, gr_error *err) {
     const gr_function *fn = b->function;
     const gr_value_spec *spec = &fn->params[i];
     if (!gr_st_dtype_feeds(spec->dtype, t->dtype) || !same_shape(spec, t)) {
@@ -604,7 +609,9 @@ static int bind_tensor(gr_binding *b, int32_t i, const gr_safetensors *f, const 
                        want, got);
     }
     /* A parameter an in-place result writes needs memory of its own (the file is mapped read-only). */
-    return gr_param_data(spec, f, t, b->writer[i] < 0, &b->args[i], &b->owned[i], err);
+    if (gr_param_data(spec, f, t, b->writer[i] < 0, &b->args[i], &b->owned[i], err) != 0) return -1;
+    if (flags & GR_BIND_RELEASE_MAPPED) (void)gr_binding_release_between_uses(b, i, f, t);
+    return 0;
 }
 
 gr_st_dtype gr_st_dtype_of(gr_dtype dtype) {
@@ -645,7 +652,9 @@ gr_binding *gr_binding_create(const gr_function *fn, gr_safetensors *const *file
     b->args = calloc(arg_count + 1, sizeof *b->args);
     b->owned = calloc((size_t)fn->param_count + 1, sizeof *b->owned);
     b->writer = malloc(((size_t)fn->param_count + 1) * sizeof *b->writer);
-    if (b->args == NULL || b->owned == NULL || b->writer == NULL) {
+    b->release_file = calloc((size_t)fn->param_count + 1, sizeof *b->release_file);
+    b->release_tensor = calloc((size_t)fn->param_count + 1, sizeof *b->release_tensor);
+    if (b->args == NULL || b->owned == NULL || b->writer == NULL || b->release_file == NULL || b->release_tensor == NULL) {
         gr_binding_free(b);
         gr_fail(err, "function '%s': out of memory", fn->name);
         return NULL;
@@ -697,7 +706,7 @@ gr_binding *gr_binding_create(const gr_function *fn, gr_safetensors *const *file
             gr_binding_free(b);
             return NULL;
         }
-        if (bind_tensor(b, i, files[where], found, err) != 0) {
+        if (bind_tensor(b, i, files[where], found, flags, err) != 0) {
             gr_binding_free(b);
             return NULL;
         }
@@ -722,8 +731,27 @@ int gr_binding_set_param(gr_binding *b, int32_t i, const void *data, gr_error *e
     gr_aligned_free(b->owned[i]);
     b->owned[i] = NULL;
     b->args[i] = (void *)(uintptr_t)data;
+    b->release_file[i] = NULL;
+    b->release_tensor[i] = NULL;
     if (b->writer[i] >= 0) b->args[fn->param_count + b->writer[i]] = b->args[i];
     return 0;
+}
+
+int gr_binding_release_between_uses(gr_binding *b, int32_t i, const gr_safetensors *file, const gr_st_tensor *tensor) {
+    /* Only the mapping itself: dropping the pages of a copy (or of a written parameter) would lose them. */
+    if (i < 0 || i >= b->function->param_count || b->writer[i] >= 0 || b->owned[i] != NULL || tensor == NULL ||
+        b->args[i] != (const void *)tensor->data || !gr_safetensors_maps(file, tensor)) {
+        return 0;
+    }
+    b->release_file[i] = file;
+    b->release_tensor[i] = tensor;
+    return 1;
+}
+
+void gr_release_param(gr_runtime *rt, int32_t param) {
+    const gr_binding *b = rt->binding;
+    if (b == NULL || param < 0 || param >= b->function->param_count || b->release_file[param] == NULL) return;
+    gr_safetensors_release(b->release_file[param], b->release_tensor[param]);
 }
 
 int gr_binding_call(gr_runtime *rt, gr_binding *b, gr_error *err) {
@@ -734,7 +762,9 @@ int gr_binding_call(gr_runtime *rt, gr_binding *b, gr_error *err) {
     }
     gr_runtime_attach_program(rt, fn->program);
     gr_runtime_reset_error(rt);
+    rt->binding = b;
     int32_t status = fn->entry((void *const *)b->args, b->arena.data, rt);
+    rt->binding = NULL;
     if (gr_failed(rt)) return gr_fail(err, "%s", gr_error_message(rt));
     if (status != 0) return gr_fail(err, "function '%s' returned status %" PRId32 " without raising an error", fn->name, status);
     return 0;

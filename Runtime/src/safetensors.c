@@ -564,6 +564,12 @@ const gr_st_tensor *gr_safetensors_tensor(const gr_safetensors *file, int64_t i)
     return i >= 0 && i < file->count ? &file->tensors[i] : NULL;
 }
 
+bool gr_safetensors_maps(const gr_safetensors *file, const gr_st_tensor *t) {
+    if (file == NULL || file->map == NULL || t == NULL || t->bytes < 0) return false;
+    uintptr_t begin = (uintptr_t)file->map, data = (uintptr_t)t->data;
+    return data >= begin && data - begin <= file->map_size && (uintptr_t)t->bytes <= file->map_size - (data - begin);
+}
+
 void gr_safetensors_release(const gr_safetensors *file, const gr_st_tensor *t) {
     if (file->map == NULL || t->bytes <= 0) return;
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);

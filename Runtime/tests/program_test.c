@@ -342,6 +342,107 @@ static void test_results_in_place_share_their_parameters_buffer(void) {
     remove_tree(directory);
 }
 
+/* @sum(w: f32[RELEASE_COUNT] frozen) -> (total: f32[]): reads every element of w, then releases it
+ * as generated code does after a read whose next read is far away. */
+#define RELEASE_COUNT (1 << 20) /* 4 MiB */
+static int32_t sum_and_release(void *const *args, void *arena, gr_runtime *rt) {
+    (void)arena;
+    const float *w = args[0];
+    double total = 0;
+    for (int64_t i = 0; i < RELEASE_COUNT; i++) total += w[i];
+    *(float *)args[1] = (float)total;
+    gr_release_param(rt, 0);
+    gr_release_param(rt, 1); /* out of range: ignored */
+    gr_release_param(rt, -1);
+    return 0;
+}
+
+/* The resident KiB of the mapping that holds `address` (its Rss line in /proc/self/smaps), or -1. */
+static long mapping_rss_kib(const void *address) {
+    FILE *smaps = fopen("/proc/self/smaps", "r");
+    if (smaps == NULL) return -1;
+    char line[512];
+    bool inside = false;
+    long rss = -1;
+    while (rss < 0 && fgets(line, sizeof line, smaps) != NULL) {
+        unsigned long begin, end;
+        if (sscanf(line, "%lx-%lx ", &begin, &end) == 2 && strchr(line, ':') != NULL && strchr(line, '-') < strchr(line, ' ')) {
+            inside = (uintptr_t)address >= begin && (uintptr_t)address < end;
+        } else if (inside && strncmp(line, "Rss:", 4) == 0) {
+            rss = strtol(line + 4, NULL, 10);
+        }
+    }
+    fclose(smaps);
+    return rss;
+}
+
+static void test_mapped_parameters_are_released_between_reads(void) {
+    static gr_entry_fn const entries[] = {sum_and_release};
+    const char *manifest = FN(P("w", "f32", "[1048576]", "frozen"), R("total", "f32", "[]", "-1"));
+    gr_error err;
+    gr_program *program = gr_program_load(manifest, entries, &err);
+    CHECK(program != NULL);
+    if (program == NULL) return;
+    const gr_function *fn = gr_program_function(program, 0);
+
+    make_temp_dir(directory, sizeof directory);
+    char path[700];
+    file_path(path, sizeof path, "weights.safetensors");
+    float *w = gr_aligned_alloc(sizeof(float) * RELEASE_COUNT);
+    CHECK(w != NULL);
+    if (w == NULL) return;
+    double sum = 0;
+    for (int64_t i = 0; i < RELEASE_COUNT; i++) sum += w[i] = (float)(i % 1000) * 0.5f;
+    const float expected = (float)sum;
+    int64_t shape[1] = {RELEASE_COUNT};
+    const gr_st_write_tensor tensors[1] = {{"w", GR_ST_F32, 1, shape, w}};
+    CHECK_EQ(gr_safetensors_write(path, tensors, 1, NULL, 0, &err), 0);
+    gr_safetensors *file = gr_safetensors_open(path, 0, &err);
+    CHECK(file != NULL);
+    if (file == NULL) return;
+    const gr_st_tensor *tensor = gr_safetensors_find(file, "w");
+    gr_runtime *rt = gr_runtime_create(1);
+    gr_release_param(rt, 0); /* outside a call: nothing to release, no crash */
+
+    /* Kept: after a call the whole tensor is resident. */
+    gr_binding *b = gr_binding_create(fn, &file, 1, 0, &err);
+    CHECK(b != NULL && gr_binding_param(b, 0) == tensor->data);
+    CHECK_EQ(gr_binding_call(rt, b, &err), 0);
+    CHECK(*(const float *)gr_binding_result(b, 0) == expected);
+    CHECK(mapping_rss_kib(tensor->data) >= 4096);
+
+    /* Asked for: the pages are gone after the call, and the next call maps them again. */
+    CHECK_EQ(gr_binding_release_between_uses(b, 0, file, tensor), 1);
+    for (int call = 0; call < 2; call++) {
+        *(float *)gr_binding_result(b, 0) = 0;
+        CHECK_EQ(gr_binding_call(rt, b, &err), 0);
+        CHECK(*(const float *)gr_binding_result(b, 0) == expected);
+        CHECK(mapping_rss_kib(tensor->data) < 64);
+    }
+
+    /* Memory of the caller's own is never released (MADV_DONTNEED would zero it). */
+    CHECK_EQ(gr_binding_set_param(b, 0, w, &err), 0);
+    CHECK_EQ(gr_binding_release_between_uses(b, 0, file, tensor), 0);
+    CHECK_EQ(gr_binding_call(rt, b, &err), 0);
+    CHECK(*(const float *)gr_binding_result(b, 0) == expected && w[RELEASE_COUNT - 1] == 287.5f);
+    CHECK_EQ(gr_binding_release_between_uses(b, 1, file, tensor), 0); /* not a parameter */
+    gr_binding_free(b);
+
+    /* GR_BIND_RELEASE_MAPPED asks for every parameter bound straight to a mapping. */
+    b = gr_binding_create(fn, &file, 1, GR_BIND_RELEASE_MAPPED, &err);
+    CHECK(b != NULL);
+    CHECK_EQ(gr_binding_call(rt, b, &err), 0);
+    CHECK(*(const float *)gr_binding_result(b, 0) == expected);
+    CHECK(mapping_rss_kib(tensor->data) < 64);
+    gr_binding_free(b);
+
+    gr_runtime_destroy(rt);
+    gr_safetensors_close(file);
+    gr_aligned_free(w);
+    gr_program_free(program);
+    remove_tree(directory);
+}
+
 static void test_raised_errors_reach_the_caller_with_the_op(void) {
     make_temp_dir(directory, sizeof directory);
     const int64_t bad[6] = {1, 2, 9, 0, 0, 0};
@@ -631,6 +732,7 @@ void suite_program(void) {
     RUN(test_rejects_broken_manifests);
     RUN(test_binds_calls_and_writes_results);
     RUN(test_results_in_place_share_their_parameters_buffer);
+    RUN(test_mapped_parameters_are_released_between_reads);
     RUN(test_raised_errors_reach_the_caller_with_the_op);
     RUN(test_binding_errors_name_the_parameter_and_files);
     RUN(test_half_precision_weights_are_converted);

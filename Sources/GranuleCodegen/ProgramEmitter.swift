@@ -56,7 +56,7 @@ public struct ProgramEmitter {
             emitter.firstProfileStep = profile ? profileSteps.count : nil
             try emitter.emit()
             opDescriptions += emitter.opDescriptions
-            if profile { profileSteps += emitter.summary.schedule.split(separator: "\n").filter { !$0.hasPrefix("buffer ") }.map { "\(function.name): \($0)" } }
+            if profile { profileSteps += emitter.summary.schedule.split(separator: "\n").filter { !$0.hasPrefix("buffer ") && !$0.hasPrefix("release ") }.map { "\(function.name): \($0)" } }
             manifestFunctions.append(emitter.manifestEntry)
             summaries.append(emitter.summary)
         }
@@ -96,6 +96,7 @@ struct FunctionEmitter {
     var firstProfileStep: Int?
     let schedule: Schedule
     let plan: MemoryPlan
+    let releases: ParameterReleasePlan
     private(set) var opDescriptions: [String] = []
     private(set) var opIds: [Value: Int] = [:]
     private(set) var manifestEntry: JSON = .null
@@ -108,6 +109,7 @@ struct FunctionEmitter {
         self.firstOpId = firstOpId
         schedule = Schedule(function)
         plan = MemoryPlan(schedule)
+        releases = ParameterReleasePlan(function, reads: plan.reads)
         for op in function.operations {
             opIds[op.result] = firstOpId + opDescriptions.count
             let place = op.location.map { "\($0): " } ?? "@\(function.name): "
@@ -215,6 +217,11 @@ struct FunctionEmitter {
                 flops = saturating(flops, function.type(of: op.operands[0]).elementCount, fused ? fusedOpCount(op.operands[0]) + 1 : 4)
                 let fusing = fused ? " fusing \(fusedOpCount(op.operands[0])) ops" : ""
                 scheduleLines.append("kernel \(kernelName): \(op.opcode.name) %\(function.name(of: op.result)) \(function.type(of: op.result))\(fusing), \(rows) rows")
+            }
+            for parameter in releases.after[stepIndex] ?? [] {
+                module.declare("declare void @gr_release_param(ptr, i32)")
+                entry.emit("call void @gr_release_param(ptr %rt, i32 \(parameter))")
+                scheduleLines.append("release %\(function.name(of: function.parameters[parameter].value)) if mapped")
             }
         }
         if firstProfileStep != nil { entry.emit("call void @gr_profile_step(ptr %rt, i32 -1)") }

@@ -130,6 +130,7 @@ public final class JITProgram {
             ("gr_parallel_for", unsafeBitCast(gr_parallel_for as @convention(c) (OpaquePointer?, gr_kernel_fn?, Int64, UnsafePointer<UnsafeMutableRawPointer?>?) -> Void, to: UnsafeRawPointer.self)),
             ("gr_raise", unsafeBitCast(gr_raise as @convention(c) (OpaquePointer?, Int32, Int32, Int64, Int64) -> Void, to: UnsafeRawPointer.self)),
             ("gr_failed", unsafeBitCast(gr_failed as @convention(c) (OpaquePointer?) -> Int32, to: UnsafeRawPointer.self)),
+            ("gr_release_param", unsafeBitCast(gr_release_param as @convention(c) (OpaquePointer?, Int32) -> Void, to: UnsafeRawPointer.self)),
             ("gr_philox_word", unsafeBitCast(gr_philox_word as @convention(c) (Int64, Int64, Int64) -> UInt32, to: UnsafeRawPointer.self)),
             ("gr_sgemm_nt", unsafeBitCast(gr_sgemm_nt as @convention(c) (Int64, Int64, Int64, UnsafePointer<Float>?, Int64, UnsafePointer<Float>?, Int64, Float, UnsafeMutablePointer<Float>?, Int64) -> Void, to: UnsafeRawPointer.self)),
             ("gr_sgemm_small", unsafeBitCast(gr_sgemm_small as @convention(c) (Int32, Int64, Int64, Int64, UnsafePointer<Float>?, Int64, UnsafePointer<Float>?, Int64, Float, UnsafeMutablePointer<Float>?, Int64) -> Void, to: UnsafeRawPointer.self)),
