@@ -154,6 +154,10 @@ static int parse_options(const char *program, const char *command, int argc, cha
         }
         char name[64];
         const char *value = gr_split_option(arg, name, sizeof name);
+        bool flag = strcmp(name, "--resident-weights") == 0 || (is_bench && (strcmp(name, "--json") == 0 || strcmp(name, "--profile") == 0));
+        if (flag && value != NULL) {
+            return command_usage_error(stderr, program, NULL, "option '%s' takes no value", name);
+        }
         const char *const known_run[] = {"--function", "--inputs", "--out", "--threads", NULL};
         const char *const known_step[] = {"--weights", "--batch", "--out", "--threads", NULL};
         const char *const known_bench[] = {"--weights", "--batch", "--function", "--steps", "--warmup", "--threads", "--profile-rows", NULL};

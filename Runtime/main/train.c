@@ -875,6 +875,7 @@ static int parse_options(const char *program, int argc, char **argv, train_optio
         for (int k = 0; known[k] != NULL; k++) {
             if (strcmp(name, known[k]) == 0) which = k;
         }
+        if (strcmp(name, "--resident-weights") == 0) return command_usage_error(err, program, "train", "option '%s' takes no value", name);
         if (which < 0) return command_usage_error(err, program, "train", "train: unknown option '%s'", name);
         if (value == NULL) {
             if (i + 1 >= argc) return command_usage_error(err, program, "train", "option '%s' needs a value", name);

@@ -436,6 +436,12 @@ static void test_bench_times_the_step_function(void) {
     run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, "--json", NULL});
     CHECK_EQ(o.status, 2);
     CHECK_CONTAINS(o.err, "error: step: unknown option '--json'");
+    run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--json=true", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: option '--json' takes no value");
+    run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, "--resident-weights=1", NULL});
+    CHECK_EQ(o.status, 2);
+    CHECK_CONTAINS(o.err, "error: option '--resident-weights' takes no value");
 
     /* Errors: an unknown function, a missing parameter, a run-time error in a timed call. */
     run(&o, (const char *[]){"bench", "--function", "nope", "--weights", weights, "--batch", batch, NULL});

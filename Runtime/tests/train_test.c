@@ -838,6 +838,9 @@ static void test_usage_and_setup_errors(void) {
     train(&r, (const char *[]){"--weights", "w", "--data", "d", "--steps", "3", "--lr", "1", "--batch", "b", NULL});
     CHECK_EQ(r.status, 2);
     CHECK_CONTAINS(r.err, "train: unknown option '--batch'");
+    train(&r, (const char *[]){"--weights", "w", "--data", "d", "--steps", "3", "--lr", "1", "--resident-weights=yes", NULL});
+    CHECK_EQ(r.status, 2);
+    CHECK_CONTAINS(r.err, "option '--resident-weights' takes no value");
     /* setup errors: exit 1 */
     train(&r, (const char *[]){"--weights", "@absent.safetensors", "--data", "@ten.safetensors", "--steps", "3", "--lr", "1", NULL});
     CHECK_EQ(r.status, 1);

@@ -15,6 +15,9 @@ import GranuleRuntime
 public final class JITProgram {
     private let jit: LLVMOrcLLJITRef
     private let runtime: OpaquePointer
+    /// The manifest loaded without entries: it lets the runtime name the op and source location
+    /// of a run-time error ("model.tir:12:3: gather: index 70 is out of range [0, 64)").
+    private let manifest: OpaquePointer
     private let entries: [UnsafeRawPointer]
     public let program: CompiledProgram
     public let module: Module
@@ -52,12 +55,23 @@ public final class JITProgram {
         }
         let pointers = UnsafePointer<UnsafeRawPointer>(bitPattern: UInt(table))!
         entries = (0..<module.functions.count).map { pointers[$0] }
-        guard let runtime = gr_runtime_create(threads) else { throw Diagnostic("cannot create the runtime") }
+        var error = gr_error()
+        guard let manifest = gr_program_load(program.manifest, nil, &error) else {
+            LLVMOrcDisposeLLJIT(jit)
+            throw Diagnostic("internal: the runtime rejects the manifest: \(JITProgram.message(of: error))")
+        }
+        guard let runtime = gr_runtime_create(threads) else {
+            gr_program_free(manifest)
+            LLVMOrcDisposeLLJIT(jit)
+            throw Diagnostic("cannot create the runtime")
+        }
+        self.manifest = manifest
         self.runtime = runtime
     }
 
     deinit {
         gr_runtime_destroy(runtime)
+        gr_program_free(manifest)
         LLVMOrcDisposeLLJIT(jit)
     }
 
@@ -88,6 +102,7 @@ public final class JITProgram {
         defer { arena.deallocate() }
         typealias Entry = @convention(c) (UnsafePointer<UnsafeMutableRawPointer?>?, UnsafeMutableRawPointer?, OpaquePointer?) -> Int32
         let entry = unsafeBitCast(entries[index], to: Entry.self)
+        gr_runtime_attach_program(runtime, manifest)
         gr_runtime_reset_error(runtime)
         let arguments: [UnsafeMutableRawPointer?] = buffers
         let status = arguments.withUnsafeBufferPointer { entry($0.baseAddress, arena, runtime) }
@@ -159,6 +174,10 @@ public final class JITProgram {
             throw Diagnostic("internal: optimised IR does not parse: \(detail)")
         }
         return module!
+    }
+
+    private static func message(of error: gr_error) -> String {
+        withUnsafeBytes(of: error.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
     private static func consume(_ error: LLVMErrorRef) -> String {
