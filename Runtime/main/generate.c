@@ -234,9 +234,11 @@ static void bound_free(bound *b) {
     gr_binding_free(b->binding);
 }
 
-/* Binds `fn`: weights from the checkpoint or exactly one weights file; inputs and state zeroed. */
+/* Binds `fn`: weights from the checkpoint or exactly one weights file; inputs and state zeroed.
+ * With `release`, weights mapped from a file are dropped after their reads (@encode runs once per
+ * batch: its weights need not stay in the process while the batch's tokens are generated). */
 static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_safetensors *const *weights, int weight_count,
-                gr_error *err) {
+                bool release, gr_error *err) {
     b->fn = fn;
     b->buffers = calloc((size_t)fn->param_count + 1, sizeof *b->buffers);
     b->owned = calloc((size_t)fn->param_count + 1, sizeof *b->owned);
@@ -245,6 +247,7 @@ static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_
     if (b->binding == NULL) return -1;
     for (int32_t i = 0; i < fn->param_count; i++) {
         const gr_value_spec *spec = &fn->params[i];
+        const gr_safetensors *loaded_from = NULL;
         if (spec->role == GR_ROLE_FROZEN || spec->role == GR_ROLE_TRAINABLE) {
             gr_safetensors *source = checkpoint != NULL && gr_safetensors_find(checkpoint, spec->name) != NULL ? checkpoint : NULL;
             /* A train checkpoint holds every trainable tensor of the program that wrote it; falling
@@ -279,6 +282,7 @@ static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_
                             gr_role_name(spec->role), files);
             }
             if (param_load(fn, i, source, gr_role_name(spec->role), true, &b->buffers[i], &b->owned[i], err) != 0) return -1;
+            loaded_from = source;
         } else {
             void *block = gr_aligned_alloc((size_t)spec->bytes);
             if (block == NULL) return gr_fail(err, "parameter '%s': out of memory (%" PRId64 " bytes)", spec->name, spec->bytes);
@@ -286,6 +290,9 @@ static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_
             b->owned[i] = b->buffers[i] = block;
         }
         if (gr_binding_set_param(b->binding, i, b->buffers[i], err) != 0) return -1;
+        if (release && loaded_from != NULL) {
+            (void)gr_binding_release_between_uses(b->binding, i, loaded_from, gr_safetensors_find(loaded_from, spec->name));
+        }
     }
     return 0;
 }
@@ -846,8 +853,8 @@ static int setup(run *r, const gr_program *program, gr_error *err) {
     if (o->checkpoint != NULL && (r->checkpoint = gr_safetensors_open(o->checkpoint, 0, err)) == NULL) return -1;
     r->d.rt = gr_runtime_create_checked(o->threads, err);
     if (r->d.rt == NULL) return -1;
-    if (bind(&r->d.encode, encode, r->checkpoint, r->weights, o->weight_count, err) != 0) return -1;
-    if (bind(&r->d.step, step, r->checkpoint, r->weights, o->weight_count, err) != 0) return -1;
+    if (bind(&r->d.encode, encode, r->checkpoint, r->weights, o->weight_count, true, err) != 0) return -1;
+    if (bind(&r->d.step, step, r->checkpoint, r->weights, o->weight_count, false, err) != 0) return -1;
     if (decoder_setup(&r->d, err) != 0) return -1;
     if (r->config->vocab_size != r->d.vocab) {
         return gr_fail(err, "manifest: generation.vocab_size %" PRId64 " differs from decode_step's logits width %" PRId64,
