@@ -502,10 +502,11 @@ int gr_binding_set_param(gr_binding *binding, int32_t i, const void *data, gr_er
 
 /**
  * Lets calls of the binding drop parameter `i`'s pages between its reads (gr_release_param), when
- * the parameter points at tensor `tensor` of `file` itself (mapped read-only, not a copy): the
- * pages are mapped again from the file when next read. Returns 1 if the parameter will be
- * released, 0 if it is not bound to that tensor's mapped data (then nothing changes). The file
- * must stay open while the binding lives; gr_binding_set_param on `i` ends the release.
+ * the parameter points at tensor `tensor` of `file` itself (mapped read-only, not a copy), and
+ * drops them at once: the pages are mapped again from the file when next read. Returns 1 if the
+ * parameter will be released, 0 if it is not bound to that tensor's mapped data (then nothing
+ * changes). The file must stay open while the binding lives; gr_binding_set_param on `i` ends the
+ * release.
  */
 int gr_binding_release_between_uses(gr_binding *binding, int32_t i, const gr_safetensors *file, const gr_st_tensor *tensor);
 

@@ -53,7 +53,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
@@ -157,6 +156,7 @@ static int parse_options(const char *program, bool evaluate, int argc, char **ar
         for (int k = 0; known[k] != NULL; k++) {
             if (strcmp(name, known[k]) == 0) which = k;
         }
+        if (strcmp(name, "--time") == 0) return command_usage_error(err, program, "generate", "option '%s' takes no value", name);
         if (which < 0 || (!evaluate && which >= 15)) {
             return command_usage_error(err, program, "generate", "%s: unknown option '%s'", evaluate ? "eval" : "generate", name);
         }
@@ -234,11 +234,19 @@ static void bound_free(bound *b) {
     gr_binding_free(b->binding);
 }
 
+static int32_t find_param(const gr_function *fn, const char *name) {
+    for (int32_t i = 0; i < fn->param_count; i++) {
+        if (strcmp(fn->params[i].name, name) == 0) return i;
+    }
+    return -1;
+}
+
 /* Binds `fn`: weights from the checkpoint or exactly one weights file; inputs and state zeroed.
- * With `release`, weights mapped from a file are dropped after their reads (@encode runs once per
- * batch: its weights need not stay in the process while the batch's tokens are generated). */
+ * With `release_unless_in`, weights mapped from a file are dropped after their reads, except those
+ * that function reads too (@encode runs once per batch: its own weights need not stay in the
+ * process while @decode_step generates the batch's tokens, but a tied embedding table must). */
 static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_safetensors *const *weights, int weight_count,
-                bool release, gr_error *err) {
+                const gr_function *release_unless_in, gr_error *err) {
     b->fn = fn;
     b->buffers = calloc((size_t)fn->param_count + 1, sizeof *b->buffers);
     b->owned = calloc((size_t)fn->param_count + 1, sizeof *b->owned);
@@ -290,18 +298,11 @@ static int bind(bound *b, const gr_function *fn, gr_safetensors *checkpoint, gr_
             b->owned[i] = b->buffers[i] = block;
         }
         if (gr_binding_set_param(b->binding, i, b->buffers[i], err) != 0) return -1;
-        if (release && loaded_from != NULL) {
+        if (release_unless_in != NULL && loaded_from != NULL && find_param(release_unless_in, spec->name) < 0) {
             (void)gr_binding_release_between_uses(b->binding, i, loaded_from, gr_safetensors_find(loaded_from, spec->name));
         }
     }
     return 0;
-}
-
-static int32_t find_param(const gr_function *fn, const char *name) {
-    for (int32_t i = 0; i < fn->param_count; i++) {
-        if (strcmp(fn->params[i].name, name) == 0) return i;
-    }
-    return -1;
 }
 
 static int32_t find_result(const gr_function *fn, const char *name) {
@@ -808,8 +809,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
             fwrite(text, 1, text_length, out);
         }
         if (batch_times != NULL) {
-            struct rusage usage;
-            double rss = getrusage(RUSAGE_SELF, &usage) == 0 ? (double)usage.ru_maxrss / 1024.0 : 0;
+            double rss = peak_rss_mib();
             fprintf(out, "{\"batches\": %" PRId64 ", \"batch_size\": %" PRId64 ", \"times_ms\": [", timed, slots);
             for (int64_t b = 0; b < timed; b++) fprintf(out, b > 0 ? ", %.3f" : "%.3f", batch_times[b]);
             fprintf(out, "], \"starts_ms\": [");
@@ -853,8 +853,8 @@ static int setup(run *r, const gr_program *program, gr_error *err) {
     if (o->checkpoint != NULL && (r->checkpoint = gr_safetensors_open(o->checkpoint, 0, err)) == NULL) return -1;
     r->d.rt = gr_runtime_create_checked(o->threads, err);
     if (r->d.rt == NULL) return -1;
-    if (bind(&r->d.encode, encode, r->checkpoint, r->weights, o->weight_count, true, err) != 0) return -1;
-    if (bind(&r->d.step, step, r->checkpoint, r->weights, o->weight_count, false, err) != 0) return -1;
+    if (bind(&r->d.encode, encode, r->checkpoint, r->weights, o->weight_count, step, err) != 0) return -1;
+    if (bind(&r->d.step, step, r->checkpoint, r->weights, o->weight_count, NULL, err) != 0) return -1;
     if (decoder_setup(&r->d, err) != 0) return -1;
     if (r->config->vocab_size != r->d.vocab) {
         return gr_fail(err, "manifest: generation.vocab_size %" PRId64 " differs from decode_step's logits width %" PRId64,

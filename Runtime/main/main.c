@@ -90,10 +90,11 @@ static void print_help(FILE *out, const char *program) {
             "                longest first (programs compiled with `granule compile --profile`; with\n"
             "                --json the table goes to stderr)\n"
             "  --profile-rows N  bench --profile: list the N longest steps, 0 for all (default %d)\n"
-            "  --resident-weights  keep the mapped weights in the process between reads (a few ms faster per\n"
-            "                call); by default a large weight read straight from its file is dropped after a\n"
-            "                read whose next read is far away, and mapped again from the page cache at the\n"
-            "                next, so a training step's peak memory holds only the layers in use\n"
+            "  --resident-weights  keep the mapped weights in the process between reads; by default a large\n"
+            "                weight read straight from its file is dropped after a read whose next read is\n"
+            "                far away and mapped again from the page cache at the next, so a training step's\n"
+            "                peak memory holds only the layers in use (for 2-7%% of a BART-base batch-4 step\n"
+            "                in page faults)\n"
             "  --help        this text\n"
             "  Options take their value as `--name VALUE` or `--name=VALUE`.\n"
             "\n"
@@ -389,13 +390,6 @@ static double cpu_ms(void) {
 static double median_of(double *values, int n) {
     qsort(values, (size_t)n, sizeof *values, compare_doubles);
     return n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
-}
-
-/* Peak resident set size of this process so far, in MiB (Linux reports ru_maxrss in KiB). */
-static double peak_rss_mib(void) {
-    struct rusage usage;
-    if (getrusage(RUSAGE_SELF, &usage) != 0) return NAN;
-    return (double)usage.ru_maxrss / 1024.0;
 }
 
 /* A JSON number, or null for NaN and infinities (JSON has neither). */

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 int command_usage_error(FILE *err, const char *program, const char *command, const char *format, ...) {
@@ -60,6 +61,12 @@ int param_load(const gr_function *fn, int32_t i, gr_safetensors *file, const cha
                        spec->name, role_text, fn->name, isnan(value) ? "NaN" : "an infinity", bad);
     }
     return 0;
+}
+
+double peak_rss_mib(void) {
+    struct rusage usage;
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return NAN;
+    return (double)usage.ru_maxrss / 1024.0; /* Linux reports ru_maxrss in KiB */
 }
 
 int64_t first_nonfinite(gr_dtype dtype, const void *data, int64_t count, double *value) {

@@ -41,6 +41,9 @@ int write_file_atomically(const char *path, const char *bytes, size_t length, gr
  * infinite, with its value in *value; -1 when there is none (or the dtype is not a float). */
 int64_t first_nonfinite(gr_dtype dtype, const void *data, int64_t count, double *value);
 
+/* Peak resident set size of this process so far, in MiB (NaN if unknown). */
+double peak_rss_mib(void);
+
 /* Checks, before any work, that `path` (the value of `option`) can be written: a regular file or
  * nothing yet (see gr_output_target), in an existing directory this process may write, and not the
  * same file as any of the `input_count` paths in `inputs` (each the value of option `input_options[i]`):

@@ -745,6 +745,9 @@ int gr_binding_release_between_uses(gr_binding *b, int32_t i, const gr_safetenso
     }
     b->release_file[i] = file;
     b->release_tensor[i] = tensor;
+    /* Dropped now too: a caller that checked the values (param_load's finiteness scan) has just
+     * mapped all of them, and the first call maps each again when it reads it. */
+    gr_safetensors_release(file, tensor);
     return 1;
 }
 

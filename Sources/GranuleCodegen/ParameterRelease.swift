@@ -9,8 +9,9 @@ import GranuleIR
 /// After a read whose next read is more than `gap` steps later, and after the last read, the
 /// function calls `gr_release_param(rt, parameter)`. The runtime drops the pages only of a parameter
 /// the caller bound to a mapped file and asked to release (`gr_binding_release_between_uses`); the
-/// next read maps them again from the page cache (~5 ms for BART-base's 532 MiB here, in large
-/// folios), so the weights' share of the peak shrinks to the layers in use.
+/// next read maps them again from the page cache (2–23 ms for BART-base's 532 MiB here, by whether
+/// the cache holds them in large folios or 4 KiB pages), so the weights' share of the peak shrinks
+/// to the layers in use.
 ///
 /// Not decided here: whether a parameter is mapped from a file, which only the caller knows. Not
 /// listed: parameters smaller than `minimumBytes` (a call would free next to nothing) and

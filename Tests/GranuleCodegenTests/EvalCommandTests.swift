@@ -111,5 +111,7 @@ struct EvalCommandTests {
         #expect(!nowhere.output.contains("examples/s"), "\(nowhere.output)")
         let overData = try program.execute(["generate"] + common + ["--predictions", vocabPath])
         #expect(overData.status == 1 && overData.errors.contains("is the file given as --vocab"), "\(overData.errors)")
+        let flagValue = try program.execute(["generate"] + common + ["--time=1"])
+        #expect(flagValue.status == 2 && flagValue.errors.contains("error: option '--time' takes no value"), "\(flagValue.errors)")
     }
 }
