@@ -3,9 +3,10 @@ import GranuleIR
 import GranulePasses
 import Testing
 
-/// Where compiled functions release large parameters (ParameterReleasePlan), checked against the
-/// reads of an independently walked schedule: after a read exactly when the next read is more than
-/// `gap` steps away or there is none, never for small or written parameters.
+/// Where compiled functions release large parameters (ParameterReleasePlan), checked against each
+/// step's reads as `MemoryPlan.buffersRead` reports them (views and fused leaves included; the
+/// arena plan relies on the same list): after a read exactly when the next read is more than `gap`
+/// steps away or there is none, never for small or written parameters.
 
 /// Eight 128×128 layers: 64 KiB weights (the smallest that are listed), a 512-byte bias.
 private let deepNetwork: String = {
