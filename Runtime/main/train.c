@@ -221,12 +221,15 @@ static train_data *data_failed(train_data *data) {
 
 /* Token ids outside the vocabulary would stop training at the first batch that holds one, hours
  * in and naming only an IR gather: for a model program (it has a generation config, so the
- * vocabulary size), `input_ids` must lie in [0, V) and `labels` in [0, V) or be -100 (ignored). */
-static int check_token_ids(const gr_function *fn, const gr_value_spec *spec, const gr_st_tensor *tensor, const char *path,
+ * vocabulary size), `input_ids` must lie in [0, V) and `labels` in [0, V) or be -100 (ignored).
+ * An `attention_mask` value other than 0 or 1 makes the additive mask (1 - m) · lowest overflow
+ * to +inf and every score NaN, as in Hugging Face's models: it must be 0 or 1. */
+static int check_batch_values(const gr_function *fn, const gr_value_spec *spec, const gr_st_tensor *tensor, const char *path,
                            gr_error *err) {
     const gr_generation_config *config = gr_program_generation(fn->program);
     bool labels = strcmp(spec->name, "labels") == 0;
-    if (config == NULL || (!labels && strcmp(spec->name, "input_ids") != 0)) return 0;
+    bool mask = strcmp(spec->name, "attention_mask") == 0;
+    if (config == NULL || (!labels && !mask && strcmp(spec->name, "input_ids") != 0)) return 0;
     if (tensor->dtype != GR_ST_I64 && tensor->dtype != GR_ST_I32) return 0;
     int64_t per_example = tensor->shape[0] > 0 ? tensor->count / tensor->shape[0] : 1;
     for (int64_t e = 0; e < tensor->count; e++) {
@@ -237,6 +240,11 @@ static int check_token_ids(const gr_function *fn, const gr_value_spec *spec, con
             int32_t narrow;
             memcpy(&narrow, (const unsigned char *)tensor->data + e * 4, 4);
             id = narrow;
+        }
+        if (mask) {
+            if (id == 0 || id == 1) continue;
+            return gr_fail(err, "%s: attention_mask of example %" PRId64 ", position %" PRId64 ", is %" PRId64 ": expected 0 (padding) or 1",
+                           path, e / per_example, e % per_example, id);
         }
         if ((id >= 0 && id < config->vocab_size) || (labels && id == -100)) continue;
         return gr_fail(err, "%s: %s of example %" PRId64 ", position %" PRId64 ", is %" PRId64 ": outside the vocabulary [0, %" PRId64 ")%s",
@@ -280,7 +288,7 @@ static int open_task(train_data *data, int32_t t, const char *path, gr_error *er
                         path, spec->name, gr_st_dtype_name(tensor->dtype), got, type, gr_st_dtype_name(gr_st_dtype_of(spec->dtype)),
                         example);
         }
-        if (check_token_ids(fn, spec, tensor, path, err) != 0) return -1;
+        if (check_batch_values(fn, spec, tensor, path, err) != 0) return -1;
         int64_t examples = tensor->shape[0];
         if (first == NULL) {
             first = spec->name;

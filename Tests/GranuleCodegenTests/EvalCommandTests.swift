@@ -81,7 +81,16 @@ struct EvalCommandTests {
         badIds[idsIndex].tensor = Tensor(badIds[idsIndex].tensor.type, ints: ids)
         try GranuleInterpreter.Safetensors.write(badIds, to: program.file("bad-ids.safetensors"))
         let perExample = badIds[idsIndex].tensor.type.shape.dropFirst().reduce(1, *)
+        // So is an attention mask that is neither 0 nor 1 (its additive bias would overflow to +inf).
+        var badMask = try GranuleInterpreter.Safetensors.read(path: data)
+        let maskIndex = try #require(badMask.firstIndex { $0.name == "attention_mask" })
+        var mask = badMask[maskIndex].tensor.ints
+        mask[perExample + 2] = 2
+        badMask[maskIndex].tensor = Tensor(badMask[maskIndex].tensor.type, ints: mask)
+        try GranuleInterpreter.Safetensors.write(badMask, to: program.file("bad-mask.safetensors"))
         let failures: [([String], String)] = [
+            (["generate", "--weights", weights, "--data", program.file("bad-mask.safetensors"), "--max-length", "4"],
+             "bad-mask.safetensors: attention_mask of example 1, position 2, is 2: expected 0 (padding) or 1"),
             (["generate", "--weights", weights, "--data", program.file("bad-ids.safetensors"), "--max-length", "4"],
              "bad-ids.safetensors: input_ids of example \((ids.count / 2 + 1) / perExample), position \((ids.count / 2 + 1) % perExample), is 99999: outside the vocabulary [0, "),
             (["eval"] + common + ["--references", program.file("score.jsonl"), "--metric", "label"],
