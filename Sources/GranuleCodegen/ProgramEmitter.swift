@@ -56,7 +56,11 @@ public struct ProgramEmitter {
             emitter.firstProfileStep = profile ? profileSteps.count : nil
             try emitter.emit()
             opDescriptions += emitter.opDescriptions
-            if profile { profileSteps += emitter.summary.schedule.split(separator: "\n").filter { !$0.hasPrefix("buffer ") && !$0.hasPrefix("release ") }.map { "\(function.name): \($0)" } }
+            if profile {
+                // One entry per step: buffer placements and releases are schedule lines, not steps.
+                let steps = emitter.summary.schedule.split(separator: "\n").filter { !$0.hasPrefix("buffer ") && !$0.hasPrefix("release ") }
+                profileSteps += steps.map { "\(function.name): \($0)" }
+            }
             manifestFunctions.append(emitter.manifestEntry)
             summaries.append(emitter.summary)
         }
