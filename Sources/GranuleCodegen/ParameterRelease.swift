@@ -19,6 +19,12 @@ import GranuleIR
 struct ParameterReleasePlan {
     /// Parameter indices to release after each step (by step index).
     private(set) var after: [Int: [Int]] = [:]
+    /// Bytes of the parameters the plan releases.
+    private(set) var listedBytes = 0
+    /// The most bytes of those parameters mapped at once when every release happens: each is
+    /// mapped from a read that follows its previous release (or the call's start) until its next
+    /// release (for `granule stats`' peak estimate).
+    private(set) var peakListedBytes = 0
 
     static let minimumBytes = 64 * 1024
     /// Reads at most this many steps apart keep the pages (within one layer's forward or backward).
@@ -30,13 +36,27 @@ struct ParameterReleasePlan {
         for (step, buffers) in reads.enumerated() {
             for buffer in buffers { readSteps[buffer, default: []].append(step) }
         }
+        var mappedChange = [Int](repeating: 0, count: reads.count + 1)  // bytes mapped from a step on (+) or after it (-)
         for (index, parameter) in function.parameters.enumerated() {
             let type = function.type(of: parameter.value)
-            guard !written.contains(parameter.value), type.elementCount * type.dtype.byteSize >= ParameterReleasePlan.minimumBytes,
+            let bytes = type.elementCount * type.dtype.byteSize
+            guard !written.contains(parameter.value), bytes >= ParameterReleasePlan.minimumBytes,
                   let steps = readSteps[parameter.value] else { continue }
-            for (k, step) in steps.enumerated() where k + 1 == steps.count || steps[k + 1] - step > ParameterReleasePlan.gap {
+            listedBytes += bytes
+            var mappedSince: Int?
+            for (k, step) in steps.enumerated() {
+                if mappedSince == nil { mappedSince = step }
+                guard k + 1 == steps.count || steps[k + 1] - step > ParameterReleasePlan.gap else { continue }
                 after[step, default: []].append(index)
+                mappedChange[mappedSince!] += bytes
+                mappedChange[step + 1] -= bytes
+                mappedSince = nil
             }
+        }
+        var mapped = 0
+        for change in mappedChange {
+            mapped += change
+            peakListedBytes = max(peakListedBytes, mapped)
         }
     }
 }

@@ -16,6 +16,9 @@ public struct CompiledProgram: Sendable {
         /// Bytes of parameters, results and arena together (a result in place counted once, with its
         /// parameter).
         public var peakBytes: Int
+        /// `peakBytes` when the caller lets the function release mapped parameters between reads
+        /// (`gr_release_param`): the released ones count only while mapped.
+        public var peakBytesReleased: Int
         /// Floating-point operations of one call (GEMMs as 2·m·n·k, elementwise ops one each).
         public var flops: Int
         /// The schedule in readable form (`granule stats --schedule`).
@@ -104,7 +107,8 @@ struct FunctionEmitter {
     private(set) var opDescriptions: [String] = []
     private(set) var opIds: [Value: Int] = [:]
     private(set) var manifestEntry: JSON = .null
-    private(set) var summary = CompiledProgram.FunctionSummary(name: "", kernels: 0, gemms: 0, arenaBytes: 0, peakBytes: 0, flops: 0, schedule: "")
+    private(set) var summary = CompiledProgram.FunctionSummary(
+        name: "", kernels: 0, gemms: 0, arenaBytes: 0, peakBytes: 0, peakBytesReleased: 0, flops: 0, schedule: "")
 
     init(function: Function, index: Int, module: ModuleText, firstOpId: Int) {
         self.function = function
@@ -251,7 +255,9 @@ struct FunctionEmitter {
         }
         summary = CompiledProgram.FunctionSummary(
             name: function.name, kernels: kernels, gemms: gemms, arenaBytes: plan.arenaBytes,
-            peakBytes: plan.arenaBytes + externalBytes, flops: flops, schedule: scheduleLines.joined(separator: "\n"))
+            peakBytes: plan.arenaBytes + externalBytes,
+            peakBytesReleased: plan.arenaBytes + externalBytes - releases.listedBytes + releases.peakListedBytes,
+            flops: flops, schedule: scheduleLines.joined(separator: "\n"))
     }
 
     /// `total + Π factors`, stopping at Int.max: legal shapes (each up to 2^40 elements) can

@@ -110,7 +110,11 @@ struct StatsCommand: ParsableCommand {
         try runReportingErrors {
             let program = try ProgramEmitter().emit(try loadProgramModule(input, passes: passes))
             for function in program.functions {
-                print("@\(function.name): \(function.kernels) kernels, \(function.gemms) GEMMs, \(String(format: "%.3f", Double(function.flops) / 1e9)) GFLOP, arena \(function.arenaBytes) bytes, peak \(function.peakBytes) bytes")
+                let gflop = String(format: "%.3f", Double(function.flops) / 1e9)
+                // Compiled programs release large mapped weights between reads unless --resident-weights.
+                let released = function.peakBytesReleased < function.peakBytes
+                    ? " (\(function.peakBytesReleased) with mapped weights released between reads)" : ""
+                print("@\(function.name): \(function.kernels) kernels, \(function.gemms) GEMMs, \(gflop) GFLOP, arena \(function.arenaBytes) bytes, peak \(function.peakBytes) bytes\(released)")
                 if schedule { print(function.schedule.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n")) }
             }
         }
