@@ -671,6 +671,14 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
         if (parse_token_list(o->classify, r->vocab, d->vocab, choices, MAX_CHOICES, &choice_count, choice_words, "--classify", err) != 0) {
             return -1;
         }
+        if (choice_count < 2) return gr_fail(err, "--classify: '%s' names one choice; it picks among two or more (A,B)", o->classify);
+        for (int64_t a = 0; a < choice_count; a++) {
+            for (int64_t b = a + 1; b < choice_count; b++) {
+                if (choices[a] == choices[b]) {
+                    return gr_fail(err, "--classify: '%s' and '%s' are the same token (%" PRId64 ")", choice_words[a], choice_words[b], choices[a]);
+                }
+            }
+        }
         if (o->prefix != NULL) {
             if (parse_token_list(o->prefix, NULL, d->vocab, prefix, MAX_PREFIX, &prefix_length, NULL, "--prefix", err) != 0) return -1;
         } else {

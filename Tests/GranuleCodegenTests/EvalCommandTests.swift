@@ -107,6 +107,8 @@ struct EvalCommandTests {
             (["generate"] + common + ["--num-beams", "5"], "error: --num-beams 5 exceeds the program's batch size 4"),
             (["generate"] + base + ["--max-length", "10"], "error: --max-length 10: the program's decoder cache holds 8 positions"),
             (["generate"] + common + ["--classify", "yes,no"], "error: --classify: the vocabulary has no token for 'yes'"),
+            (["generate"] + common + ["--classify", "5"], "error: --classify: '5' names one choice; it picks among two or more (A,B)"),
+            (["generate"] + common + ["--classify", "5,6,5"], "are the same token (5)"),
         ]
         for (arguments, message) in failures {
             let result = try program.execute(arguments + ["--predictions", program.file("never.jsonl")])
