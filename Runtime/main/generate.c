@@ -818,6 +818,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
         }
         if (batch_times != NULL) {
             double rss = peak_rss_mib();
+            if (!isfinite(rss)) rss = 0; /* JSON has no NaN */
             fprintf(out, "{\"batches\": %" PRId64 ", \"batch_size\": %" PRId64 ", \"times_ms\": [", timed, slots);
             for (int64_t b = 0; b < timed; b++) fprintf(out, b > 0 ? ", %.3f" : "%.3f", batch_times[b]);
             fprintf(out, "], \"starts_ms\": [");
