@@ -742,7 +742,7 @@ def measure(w: Workload, args, env: dict, systems: list[str], granule: Path, sta
             row["granule_source"] = state["source"]
             row["granule_built"] = state["built"]
             # `MODEL bench` says whether mapped weights stayed resident (its default releases them
-            # between distant reads since 6a6d19f; it reports the mode since 589b6a2).
+            # between distant reads since 6a6d19f; rows carry the field since 589b6a2).
             if "resident_weights" in results[0]:
                 row["resident_weights"] = results[0]["resident_weights"]
         else:
