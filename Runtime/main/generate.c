@@ -101,7 +101,7 @@ static void print_generate_help(FILE *out, const char *program) {
             "  --weights FILE          parameters by name (several files: each name in exactly one)\n"
             "  --checkpoint FILE       a train checkpoint; its tensors take precedence over --weights\n"
             "  --data FILE             the examples: @encode's inputs with a leading example axis (as train's data)\n"
-            "  --vocab FILE            the backbone's vocabulary, to turn tokens into text\n"
+            "  --vocab FILE            the backbone's vocabulary, to turn tokens into text (ids it lacks: a warning)\n"
             "  --predictions FILE      where to write the predictions (JSONL, atomically)\n"
             "  --num-beams K           1 = greedy (default); K <= the program's batch size\n"
             "  --max-length N          tokens including the decoder start token (default: 20, at most the\n"
@@ -719,6 +719,7 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
     FILE *predictions = open_memstream(&text, &text_length);
     int status = 0;
     double total_score = 0;
+    int64_t pieceless_count = 0, pieceless_first = -1, pieceless_example = -1; /* tokens the --vocab file cannot spell */
     if (order == NULL || rows == NULL || sequences == NULL || lengths == NULL || predictions == NULL || (o->time && batch_times == NULL)) {
         status = gr_fail(err, "out of memory");
         goto done;
@@ -757,6 +758,10 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
                     if (prediction != NULL) snprintf(prediction, 64, "%s", choice_words[lengths[e]]);
                 } else if (r->vocab != NULL) {
                     prediction = detokenizer_decode(r->vocab, tokens, token_count);
+                    for (int64_t t = 0; t < token_count; t++) {
+                        if (detokenizer_has_piece(r->vocab, tokens[t])) continue;
+                        if (pieceless_count++ == 0) pieceless_first = tokens[t], pieceless_example = index;
+                    }
                 }
                 if (prediction == NULL && (classify || r->vocab != NULL)) {
                     status = gr_fail(err, "out of memory");
@@ -816,6 +821,12 @@ static int run_generation(run *r, FILE *out, FILE *errf, gr_error *err) {
         } else if (o->predictions == NULL) {
             fwrite(text, 1, text_length, out);
         }
+        if (pieceless_count > 0) {
+            fprintf(errf,
+                    "warning: %" PRId64 " generated token%s had no piece in %s and decoded to nothing (the first: id %" PRId64
+                    " in example %" PRId64 "); the text of those predictions is incomplete\n",
+                    pieceless_count, pieceless_count == 1 ? "" : "s", o->vocab, pieceless_first, pieceless_example);
+        }
         if (batch_times != NULL) {
             double rss = peak_rss_mib();
             if (!isfinite(rss)) rss = 0; /* JSON has no NaN */
@@ -874,6 +885,13 @@ static int setup(run *r, const gr_program *program, gr_error *err) {
     if (o->vocab != NULL) {
         r->vocab = detokenizer_load(o->vocab, err);
         if (r->vocab == NULL) return -1;
+        /* Fewer pieces than the model has ids is normal (VL models add tokens); more means the
+         * file belongs to another model, and its text would be wrong for every id. */
+        if (detokenizer_size(r->vocab) > r->config->vocab_size) {
+            return gr_fail(err, "--vocab %s: has pieces for ids up to %" PRId64 ", but the model's vocabulary is [0, %" PRId64
+                                "): the file belongs to another model",
+                        o->vocab, detokenizer_size(r->vocab) - 1, r->config->vocab_size);
+        }
         const gr_generation_config *c = r->config;
         int64_t specials[] = {c->decoder_start_token_id, c->eos_token_id, c->pad_token_id, c->bos_token_id};
         for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) detokenizer_mark_special(r->vocab, specials[i]);

@@ -310,6 +310,10 @@ int64_t detokenizer_find_word(const detokenizer *d, const char *word) {
     return first >= 0 ? first : detokenizer_find(d, d->decoding == METASPACE ? word : spaced);
 }
 
+bool detokenizer_has_piece(const detokenizer *d, int64_t id) {
+    return id >= 0 && id < d->size && d->pieces[id] != NULL;
+}
+
 void detokenizer_mark_special(detokenizer *d, int64_t id) {
     if (id >= 0 && id < d->size) d->special[id] = true;
 }

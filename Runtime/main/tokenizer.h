@@ -12,7 +12,8 @@
  * special tokens are dropped, byte-level text is turned back into bytes (SentencePiece: "▁" into
  * spaces, the leading space removed, <0xNN> byte pieces into bytes), then
  * `clean_up_tokenization_spaces` (" ." → ".", " n't" → "n't", ...). Ids outside the vocabulary
- * decode to nothing (the resized embedding's extra rows have no text).
+ * decode to nothing (the resized embedding's extra rows have no text); `detokenizer_has_piece`
+ * lets a caller count them and say so.
  */
 #ifndef GRANULE_TOKENIZER_H
 #define GRANULE_TOKENIZER_H
@@ -38,6 +39,8 @@ int64_t detokenizer_size(const detokenizer *d);
 int64_t detokenizer_find(const detokenizer *d, const char *piece);
 /** The id whose piece decodes to `word` alone (e.g. "true": "true" or "▁true"), or -1. */
 int64_t detokenizer_find_word(const detokenizer *d, const char *word);
+/** Whether `id` has a piece (special or not); ids without one decode to nothing. */
+bool detokenizer_has_piece(const detokenizer *d, int64_t id);
 /** Marks `id` special (dropped by decoding), e.g. the model's pad / eos / decoder start ids. */
 void detokenizer_mark_special(detokenizer *d, int64_t id);
 

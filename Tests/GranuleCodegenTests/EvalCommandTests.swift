@@ -122,6 +122,26 @@ struct EvalCommandTests {
         #expect(!nowhere.output.contains("examples/s"), "\(nowhere.output)")
         let overData = try program.execute(["generate"] + common + ["--predictions", vocabPath])
         #expect(overData.status == 1 && overData.errors.contains("is the file given as --vocab"), "\(overData.errors)")
+        // A vocabulary with more ids than the model belongs to another model; one with fewer is
+        // allowed (VL models add tokens), and the tokens it cannot spell are counted in a warning.
+        var wide = vocab
+        wide.append(("w48", .number("48")))
+        try JSON.object(wide).text.write(toFile: program.file("wide.json"), atomically: true, encoding: .utf8)
+        let withoutVocab = ["--weights", weights, "--data", data, "--no-repeat-ngram-size", "0", "--max-length", "4"]
+        let tooWide = try program.execute(["generate"] + withoutVocab + ["--vocab", program.file("wide.json")])
+        #expect(tooWide.status == 1 && tooWide.errors.contains("wide.json: has pieces for ids up to 48, but the model's vocabulary is [0, 48)"),
+                "\(tooWide.errors)")
+        let generatedTokens = try lines.map { try #require(GenerationGoldenTests.tokens(GenerationGoldenTests.member(GenerationGoldenTests.parse(String($0)), "tokens"))) }
+        let largest = try #require(generatedTokens.flatMap { $0 }.max()) // the narrow vocabulary ends below it
+        try JSON.object(vocab.filter { Int($0.key.dropFirst()) ?? 0 < largest }).text
+            .write(toFile: program.file("narrow.json"), atomically: true, encoding: .utf8)
+        let unspelled = generatedTokens.flatMap { $0 }.filter { $0 >= largest }.count
+        let narrow = try program.execute(["generate"] + withoutVocab + ["--vocab", program.file("narrow.json"), "--predictions", program.file("n.jsonl")])
+        #expect(narrow.status == 0, "\(narrow.errors)")
+        #expect(unspelled > 0 && narrow.errors.contains("warning: \(unspelled) generated token\(unspelled == 1 ? "" : "s") had no piece in"),
+                "\(unspelled): \(narrow.errors)")
+        let fullyCovered = try program.execute(["generate"] + common + ["--predictions", program.file("p2.jsonl")])
+        #expect(!fullyCovered.errors.contains("warning"), "\(fullyCovered.errors)")
         let flagValue = try program.execute(["generate"] + common + ["--time=1"])
         #expect(flagValue.status == 2 && flagValue.errors.contains("error: option '--time' takes no value"), "\(flagValue.errors)")
     }
