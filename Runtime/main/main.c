@@ -344,6 +344,10 @@ static int execute(const gr_function *fn, const char *const *paths, int path_cou
     gr_runtime *rt = NULL;
     gr_binding *binding = NULL;
     int status = EXIT_ERROR;
+    /* Where the results go is checked before the call, not after it (a step can take minutes).
+     * The output may replace an input (run --inputs S --out S updates a state file): the inputs
+     * stay mapped from the old file, and the new one is renamed into place. */
+    if (check_output_path("--out", o->out, NULL, NULL, 0, &err) != 0) goto done;
     binding = open_and_bind(fn, paths, path_count, o->resident_weights, files, &err);
     if (binding == NULL) goto done;
     rt = gr_runtime_create_checked(o->threads, &err);

@@ -224,6 +224,23 @@ static void test_run_writes_every_result(void) {
     run(&o, (const char *[]){"run", "--function", "nope", "--inputs", inputs, "--out", out, NULL});
     CHECK_EQ(o.status, 1);
     CHECK_STR_EQ(o.err, "error: the program has no function 'nope' (functions: loss_grad, mixed, sgd)\n");
+    /* A missing output directory is an error before the call, naming the option and directory. */
+    char nowhere[800], want[1800];
+    snprintf(nowhere, sizeof nowhere, "%s/no/such/out.safetensors", directory);
+    snprintf(want, sizeof want, "error: --out %s: the directory %s/no/such does not exist\n", nowhere, directory);
+    run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", inputs, "--out", nowhere, NULL});
+    CHECK_EQ(o.status, 1);
+    CHECK_STR_EQ(o.err, want);
+    CHECK_EQ(strstr(o.out, "w.new"), NULL);
+    /* The results may replace the inputs' file (a state updated in place). */
+    char state[700];
+    in_dir(state, sizeof state, "state.safetensors");
+    CHECK_EQ(gr_safetensors_write(state, tensors, 3, NULL, 0, &err), 0);
+    run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", state, "--out", state, NULL});
+    CHECK_EQ(o.status, 0);
+    file = gr_safetensors_open(state, 0, &err);
+    CHECK(file != NULL && gr_safetensors_find(file, "w.new") != NULL);
+    gr_safetensors_close(file);
 }
 
 /* Checks a failed step: exit 1, one "error:" line containing `want`, and no output file. */
@@ -292,13 +309,14 @@ static void test_failures_name_the_file_and_tensor(void) {
     snprintf(want, sizeof want, "error: function 'loss_grad': parameter 'input_ids' is in both %s and %s\n", batch, other_batch);
     expect_step_failure(batch, other_batch, want, __LINE__);
 
-    /* An output path that cannot be written: exit 1, the old inputs untouched. */
+    /* An output path that cannot be written: exit 1 before the step runs, the inputs untouched. */
     char out[700];
     snprintf(out, sizeof out, "%s/no/such/dir/g.safetensors", directory);
     outcome o;
     run(&o, (const char *[]){"step", "--weights", weights, "--batch", batch, "--out", out, NULL});
     CHECK_EQ(o.status, 1);
-    CHECK_CONTAINS(o.err, "No such file or directory");
+    CHECK_CONTAINS(o.err, "/no/such/dir does not exist");
+    CHECK_EQ(strstr(o.out, "loss:"), NULL);
 }
 
 static void test_invalid_thread_environment(void) {

@@ -13,11 +13,13 @@ public struct Linker: Sendable {
     public init(runtimeDirectory: String) { self.runtimeDirectory = runtimeDirectory }
 
     /// Finds `Runtime/` from `$GRANULE_RUNTIME`, then upwards from the executable and from the
-    /// working directory.
+    /// working directory. The executable is the one running (/proc/self/exe) when `executablePath`
+    /// is a bare name, as argv[0] is for a `granule` found through PATH.
     public static func locateRuntime(executablePath: String) throws(Diagnostic) -> String {
         if let configured = ProcessInfo.processInfo.environment["GRANULE_RUNTIME"] { return configured }
         var candidates: [URL] = []
-        var directory = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent()
+        let running = executablePath.contains("/") ? executablePath : "/proc/self/exe"
+        var directory = URL(fileURLWithPath: running).resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<6 {
             candidates.append(directory)
             directory = directory.deletingLastPathComponent()

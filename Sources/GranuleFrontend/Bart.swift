@@ -6,7 +6,6 @@ extension Lowering {
     static let float32Lowest = -3.4028234663852886e38
 
     mutating func bartLogits(inputIds: Value, attentionMask: Value, visual: (features: Value, boxes: Value)?, labels: Value) throws(Diagnostic) -> Value {
-        let config = spec.backbone
         // Padding is masked with float32's lowest value, as Hugging Face does; the same bias serves
         // the encoder's self-attention and the decoder's cross-attention.
         let paddingBias = try maskBias(try encoderMask(attentionMask), masked: Lowering.float32Lowest)

@@ -98,7 +98,10 @@ extension Lowering {
             let tokens = try graph.builder.emit(.gather, [try sharedEmbedding(), token])
             let scaled = config.scaleEmbedding ? try graph.builder.mul(tokens, by: Double(config.dModel).squareRoot()) : tokens
             let table = try graph.parameter("model.decoder.embed_positions.weight", [config.maxPositions + 2, config.dModel], origin: .backbone, initializer: .normal(std: config.initStd))
-            let index = try graph.builder.add(try graph.builder.reshape(step, [1]), try graph.splat(2, .scalar(.i64)))
+            // A step outside the cache would match no position below and leave the caches as they
+            // were (T5's bias lookup checks it); taken through the positions it is an error.
+            let checkedStep = try graph.builder.emit(.gather, [positions, try graph.builder.reshape(step, [1])], name: "step_in_cache")
+            let index = try graph.builder.add(checkedStep, try graph.splat(2, .scalar(.i64)))
             hidden = try graph.builder.add(scaled, try graph.builder.emit(.gather, [table, index]))
             hidden = try graph.layerNorm(hidden, "model.decoder.layernorm_embedding", eps: config.layerNormEps, origin: .backbone)
             for layer in 0..<config.decoderLayers {

@@ -9,7 +9,6 @@ extension Lowering {
     static let t5CrossMask = -1e9
 
     mutating func t5Logits(inputIds: Value, attentionMask: Value, visual: (features: Value, boxes: Value)?, labels: Value) throws(Diagnostic) -> Value {
-        let config = spec.backbone
         guard spec.pet.promptLength == 0 else {
             throw Diagnostic(file: spec.backbonePath, "prompt tuning is defined for BART backbones only (spec 7.7)")
         }

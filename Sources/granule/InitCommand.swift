@@ -24,6 +24,7 @@ struct InitCommand: ParsableCommand {
             let parameters = try lowering(spec) { () throws(Diagnostic) in try Lowering.parameters(model) }
             let base = try from.map { path throws(Diagnostic) in try Safetensors.read(path: path) }
             let (tensors, report) = try Initialization.weights(for: parameters, seed: seed, base: base, basePath: from ?? "")
+            try createParentDirectory(of: output)
             try Safetensors.write(tensors, to: output, metadata: ["format": "pt", "granule_spec": spec])
             if from != nil {
                 print("\(output): \(report.loaded) tensors from \(from!), \(report.initialized) initialised")

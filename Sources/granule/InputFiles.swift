@@ -60,12 +60,23 @@ func lowering<T>(_ specPath: String, _ body: () throws(Diagnostic) -> T) throws 
     }
 }
 
+/// Creates the directory `path` goes in, and the missing ones above it: every command that
+/// writes a file does, as `mkdir -p` would.
+func createParentDirectory(of path: String) throws {
+    let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+    do {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    } catch {
+        throw CommandFailure("\(path): error: cannot create the directory \(directory.path): \(error.localizedDescription)")
+    }
+}
+
 /// Writes a file atomically: a temporary sibling, then rename, so no half-written output remains.
 func writeAtomically(_ text: String, to path: String) throws {
-    let url = URL(fileURLWithPath: try resolveOutput(path))
+    let resolved = try resolveOutput(path)
+    try createParentDirectory(of: resolved)
     do {
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: url, options: .atomic)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: resolved), options: .atomic)
     } catch {
         throw CommandFailure("\(path): error: cannot write: \(error.localizedDescription)")
     }

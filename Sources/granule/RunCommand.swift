@@ -59,6 +59,7 @@ struct RunCommand: ParsableCommand {
                     let name = function.name(of: parameter.value)
                     return values[name].map { (name, $0) }
                 }
+                try createParentDirectory(of: saveInputs)
                 try Safetensors.write(ordered, to: saveInputs)
             }
             let results: [(name: String, tensor: Tensor)]
@@ -71,7 +72,10 @@ struct RunCommand: ParsableCommand {
                 throw CommandFailure("error: unknown backend '\(backend)' (expected interpreter or llvm)")
             }
             for (name, tensor) in results { print(summary(name, tensor)) }
-            if let output { try Safetensors.write(results, to: output) }
+            if let output {
+                try createParentDirectory(of: output)
+                try Safetensors.write(results, to: output)
+            }
         }
     }
 }

@@ -4,7 +4,9 @@ import Foundation
 /// While a command writes temporary files next to its output (`OUTPUT.tmp-part.N.o`,
 /// `OUTPUT.tmp-link`, ...), SIGINT or SIGTERM removes them before the process ends, with the
 /// status a signal gives (128 + its number). Without it a `kill` during `granule compile` left the
-/// parts behind. Files a child process (the linker) creates after the signal are not covered.
+/// parts behind. Child processes (the C compiler and the linker it starts) are stopped first and
+/// killed after: SIGTERM reaches only this process, and a linker left running would create
+/// `OUTPUT.tmp-link` after the cleanup.
 final class TemporaryFileCleanup {
     private var sources: [DispatchSourceSignal] = []
 
@@ -18,16 +20,60 @@ final class TemporaryFileCleanup {
             signal(number, SIG_IGN)  // delivered to the dispatch source instead
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
+                let tools = Self.stopDescendants()
                 let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
                 for name in names where name.hasPrefix(prefix) {
                     try? FileManager.default.removeItem(atPath: directory + "/" + name)
                 }
+                for pid in tools { kill(pid, SIGKILL) }  // the only signal a stopped process acts on
                 // _exit: other threads may be inside LLVM, whose global destructors exit() would run.
                 _exit(128 + number)
             }
             source.resume()
             sources.append(source)
         }
+    }
+
+    /// Stops every process below this one (read from /proc: the tools are started through
+    /// Foundation, which keeps no list a signal handler could use) and returns them. Stopped, not
+    /// ended: a tool that ended would let the waiting command go on to fail and exit with 1 while
+    /// the cleanup still runs. Parents are stopped before their children, and the tree is read
+    /// again until it holds no running process, so a compiler driver cannot start a linker after.
+    private static func stopDescendants() -> [pid_t] {
+        var stopped: [pid_t] = []
+        for _ in 0..<10 {
+            let fresh = descendants(of: getpid()).filter { !stopped.contains($0) }
+            if fresh.isEmpty { break }
+            for pid in fresh { kill(pid, SIGSTOP) }
+            stopped += fresh
+        }
+        // kill(2) only queues SIGSTOP; wait (≤ 1 s) until /proc shows each stopped or gone.
+        let deadline = Date().addingTimeInterval(1)
+        var running = stopped
+        while !running.isEmpty && Date() < deadline {
+            running = running.filter { pid in
+                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return false }
+                let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+                return state != "T" && state != "t" && state != "Z" && state != "X"
+            }
+            if !running.isEmpty { usleep(1_000) }
+        }
+        return stopped
+    }
+
+    /// The processes below `pid`, parents before their children (Linux's /proc/PID/task/TID/children).
+    private static func descendants(of pid: pid_t) -> [pid_t] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        var result: [pid_t] = []
+        for task in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8) else { continue }
+            for child in text.split(separator: " ").compactMap({ pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+                result.append(child)
+                result += descendants(of: child)
+            }
+        }
+        return result
     }
 
     /// Restores the default actions.

@@ -26,7 +26,9 @@ struct VizCommand: ParsableCommand {
             let module = try loadModule(path: file)
             let dot = Graphviz.dot(module)
             if output.hasSuffix(".svg") {
-                try renderSVG(dot, to: try resolveOutput(output))
+                let resolved = try resolveOutput(output)
+                try createParentDirectory(of: resolved)
+                try renderSVG(dot, to: resolved)
             } else {
                 try writeAtomically(dot, to: output)
             }

@@ -1,30 +1,52 @@
 #!/usr/bin/env bash
-# kill-compile.sh SPEC OUTPUT: starts `granule compile SPEC -o OUTPUT`, waits until one of its
-# temporary files (OUTPUT.tmp-*) exists, sends SIGTERM, and checks that the compile ended with
-# status 143 and left no temporary file behind. Exits 1 with a message otherwise.
+# kill-compile.sh SPEC OUTPUT [link]: starts `granule compile SPEC -o OUTPUT`, waits until one of
+# its temporary files (OUTPUT.tmp-*) exists, sends SIGTERM, and checks that the compile ended with
+# status 143 and that no temporary file exists, also after a linker would have finished, and no
+# child process is left running. With "link" the `cc` on PATH is slow-linker/cc, whose link takes
+# 2 s and then writes OUTPUT.tmp-link, and the signal comes while it runs. Exits 1 with a message
+# otherwise.
 set -u
 spec=$1
 output=$2
+mode=${3:-}
+# The processes whose command line holds the text $1 in one argument. The last character goes in
+# brackets so that grep's own command line does not match.
+running_with() {
+    local escaped
+    escaped=$(printf '%s' "${1%?}" | sed 's/[][\.*^$+?(){}|]/\\&/g')
+    grep -lsE -- "$escaped[${1: -1}]" /proc/[0-9]*/cmdline | cut -d/ -f3
+}
 rm -f "$output" "$output".tmp-*
-granule compile "$spec" -o "$output" --jobs 1 > /dev/null 2>&1 &
+if [[ $mode == link ]]; then
+    PATH="$(cd "$(dirname "$0")" && pwd)/slow-linker:$PATH" granule compile "$spec" -o "$output" --jobs 1 > /dev/null 2>&1 &
+else
+    granule compile "$spec" -o "$output" --jobs 1 > /dev/null 2>&1 &
+fi
 pid=$!
 seen=""
-for _ in $(seq 1 3000); do  # up to 60 s
-    if compgen -G "$output.tmp-*" > /dev/null; then seen=yes; break; fi
+for _ in $(seq 1 6000); do  # up to 60 s
+    if [[ $mode == link ]]; then
+        [[ -n $(running_with "$output.tmp-link") ]] && { seen=yes; break; }
+    elif compgen -G "$output.tmp-*" > /dev/null; then
+        seen=yes
+        break
+    fi
     kill -0 "$pid" 2> /dev/null || break
-    sleep 0.02
+    sleep 0.01
 done
 if [[ -z $seen ]]; then
     wait "$pid"
-    echo "no temporary file appeared while compiling (exit $?)"
+    echo "no ${mode:-temporary file} appeared while compiling (exit $?)"
     exit 1
 fi
 kill -TERM "$pid"
 wait "$pid"
 status=$?
+[[ $mode == link ]] && sleep 3  # a surviving linker would write its file in this time
 left=$(compgen -G "$output.tmp-*")
-if [[ $status -ne 143 || -n $left ]]; then
-    echo "status $status, left behind: ${left:-nothing}"
+running=$(running_with "$output.tmp-")
+if [[ $status -ne 143 || -n $left || -n $running ]]; then
+    echo "status $status, left behind: ${left:-no file}, running: ${running:-nothing}"
     exit 1
 fi
 echo "stopped with status 143, no temporary files left"
