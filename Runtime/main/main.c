@@ -534,9 +534,22 @@ static int bench(const gr_function *fn, const options *o) {
         print_json_number("%.9g", loss);
         printf("}\n");
     } else {
+        int32_t released = 0;
+        int64_t released_bytes = 0;
+        for (int32_t i = 0; i < fn->param_count; i++) {
+            if (fn->params[i].released) released++, released_bytes += fn->params[i].bytes;
+        }
+        char mode[128];
+        if (o->resident_weights) {
+            snprintf(mode, sizeof mode, ", weights resident");
+        } else if (released == 0) {
+            snprintf(mode, sizeof mode, ", no weight large and read far enough apart to release");
+        } else {
+            snprintf(mode, sizeof mode, ", %" PRId32 " weight%s (%.1f MiB) released between distant reads", released, released == 1 ? "" : "s",
+                     (double)released_bytes / (1024.0 * 1024.0));
+        }
         printf("bench @%s: %d timed call%s after %d warm-up call%s, %d thread%s%s\n", fn->name, n, n == 1 ? "" : "s", o->warmup,
-               o->warmup == 1 ? "" : "s", threads, threads == 1 ? "" : "s",
-               o->resident_weights ? ", weights resident" : ", weights released between distant reads");
+               o->warmup == 1 ? "" : "s", threads, threads == 1 ? "" : "s", mode);
         printf("median %.3f ms, min %.3f ms, max %.3f ms (mean %.3f ms; CPU time median %.3f ms)\n", median, min, max, mean, cpu_median);
         printf("peak RSS %.1f MiB\n", rss);
         if (has_loss(fn)) printf("loss: %.9g\n", loss);

@@ -198,7 +198,7 @@ static int64_t count_specs(const gr_json *functions) {
 /* Parses a param or result into `spec`, taking dims from *dims. */
 static int parse_value_spec(const gr_json *object, const place *where, bool is_result, gr_value_spec *spec, int64_t **dims,
                             gr_error *err) {
-    static const char *const param_fields[] = {"name", "dtype", "shape", "role", NULL};
+    static const char *const param_fields[] = {"name", "dtype", "shape", "role", "released", NULL};
     static const char *const result_fields[] = {"name", "dtype", "shape", "writes", "in_place", NULL};
     if (check_object(object, where, is_result ? result_fields : param_fields, 4, err) != 0) return -1;
     place p = place_at(where, "name");
@@ -232,6 +232,7 @@ static int parse_value_spec(const gr_json *object, const place *where, bool is_r
     spec->bytes = spec->count * (int64_t)ir_dtype_sizes[spec->dtype];
     spec->writes = -1;
     spec->in_place = false;
+    spec->released = false;
     if (is_result) {
         spec->role = GR_ROLE_RESULT;
         p = place_at(where, "writes");
@@ -250,6 +251,12 @@ static int parse_value_spec(const gr_json *object, const place *where, bool is_r
         p = place_at(where, "role");
         if (get_choice(gr_json_member_find(object, "role", NULL), &p, role_names, 4, &choice, err) != 0) return -1;
         spec->role = (gr_role)choice;
+        const gr_json *released = gr_json_member_find(object, "released", NULL);
+        if (released != NULL) {
+            p = place_at(where, "released");
+            if (released->kind != GR_JSON_BOOL) return manifest_fail(err, &p, "expected true or false, got %s", gr_json_kind_name(released->kind));
+            spec->released = released->as.boolean;
+        }
     }
     return 0;
 }

@@ -187,6 +187,8 @@ static void test_rejects_broken_manifests(void) {
                    "manifest: functions[0].results[0].in_place: expected true or false, got a number");
     MANIFEST_ERROR(FN(P("x", "f32", "[2]", "state"), "{\"name\": \"y\", \"dtype\": \"f32\", \"shape\": [2], \"writes\": -1, \"in_place\": true}"),
                    "manifest: functions[0].results[0].in_place: a result that writes no parameter cannot be in place");
+    MANIFEST_ERROR(FN("{\"name\": \"x\", \"dtype\": \"f32\", \"shape\": [2], \"role\": \"frozen\", \"released\": \"yes\"}", ""),
+                   "manifest: functions[0].params[0].released: expected true or false, got a string");
     MANIFEST_ERROR(FN(P("x", "f32", "[2]", "input"), "{\"name\": \"y\", \"dtype\": \"f32\", \"shape\": [], \"writes\": -1, \"role\": \"input\"}"),
                    "manifest: functions[0].results[0]: unknown field 'role'");
     MANIFEST_ERROR("{\"version\": 1, \"ops\": [], \"functions\": [{\"name\": \"f\", \"arena_bytes\": -1, \"params\": [], \"results\": []}]}",

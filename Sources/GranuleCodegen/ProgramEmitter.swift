@@ -423,8 +423,11 @@ struct FunctionEmitter {
                 ("shape", .array(type.shape.map { .number(String($0)) })),
             ]
         }
-        let parameters = function.parameters.map { parameter -> JSON in
-            .object([("name", .string(function.name(of: parameter.value)))] + describe(parameter.value) + [("role", .string(parameter.role.rawValue))])
+        let released = Set(releases.after.values.joined())
+        let parameters = function.parameters.enumerated().map { index, parameter -> JSON in
+            let release: [(key: String, value: JSON)] = released.contains(index) ? [("released", .bool(true))] : []
+            return .object([("name", .string(function.name(of: parameter.value)))] + describe(parameter.value)
+                + [("role", .string(parameter.role.rawValue))] + release)
         }
         let results = function.results.enumerated().map { index, result -> JSON in
             let writes = result.writes.flatMap { target in function.parameters.firstIndex { $0.value == target } } ?? -1

@@ -130,5 +130,25 @@ public struct ModelSpec: Sendable, Equatable {
         if let visual, visual.tokensPerImage > backbone.vocabSize {
             throw Diagnostic(file: json.file, "field 'visual': \(visual.tokensPerImage) object-order ids need that many vocabulary rows; the backbone has \(backbone.vocabSize)")
         }
+        // The largest activations, checked here so that an absurd size is reported against the
+        // fields that make it rather than by the graph builder, which knows no fields.
+        let encoderLength = batch.textLength + prompts + (visual?.tokens ?? 0)
+        let largest: [(fields: String, what: String, dims: [Int])] = [
+            ("'batch.size' and 'batch.target_length'", "the logits", [batch.size, batch.targetLength, backbone.vocabSize]),
+            ("'batch.size' and 'batch.text_length'", "the encoder's feed-forward activations", [batch.size, encoderLength, backbone.ffnDim]),
+            ("'batch.size' and 'batch.text_length'", "the encoder's attention scores", [batch.size, backbone.heads, encoderLength, encoderLength]),
+            ("'batch.size' and 'batch.target_length'", "the decoder's feed-forward activations", [batch.size, batch.targetLength, backbone.ffnDim]),
+        ]
+        for (fields, what, dims) in largest {
+            var elements = 1
+            for dim in dims {
+                let (product, overflow) = elements.multipliedReportingOverflow(by: dim)
+                elements = overflow ? Int.max : product
+            }
+            if elements > 1 << 40 {
+                let shape = "[" + dims.map(String.init).joined(separator: ", ") + "]"
+                throw Diagnostic(file: json.file, "fields \(fields): \(what) \(shape) would have more than 2^40 elements")
+            }
+        }
     }
 }

@@ -124,4 +124,11 @@ import Testing
         let spec = #"{"backbone": "config.json", "pet": {"method": "bitfit"}, "batch": {"size": 1, "text_length": 40, "target_length": 2}, "loss": "sample_mean"}"#
         #expect(try loadError(spec: spec).hasPrefix("spec.json: error: field 'batch.text_length': 40 tokens (+0 prompts) exceed"))
     }
+
+    @Test func absurdBatchNamesTheFields() throws {
+        let spec = #"{"backbone": "config.json", "pet": {"method": "bitfit"}, "batch": {"size": 4000000000000000000, "text_length": 4, "target_length": 2}, "loss": "sample_mean"}"#
+        let message = try loadError(spec: spec)
+        #expect(message.hasPrefix("spec.json: error: fields 'batch.size' and 'batch.target_length': the logits [4000000000000000000, 2, "), "\(message)")
+        #expect(message.hasSuffix("would have more than 2^40 elements"), "\(message)")
+    }
 }
