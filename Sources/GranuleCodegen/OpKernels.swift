@@ -15,6 +15,10 @@ struct OpKernel {
     /// For a reduction whose input is computed in the kernel (fused elementwise producers): the
     /// schedule, the leaves of that expression and the op ids for its errors.
     var fusedInput: (schedule: Schedule, leaves: [Value: Leaf], opIds: [Value: Int])? = nil
+    /// A `cross_entropy_grad` the memory plan put over its logits' buffer: the logits are read
+    /// through the output's pointer, so that LLVM sees one pointer and vectorizes the row without
+    /// a run-time overlap check (which an exactly in-place buffer fails, leaving it scalar).
+    var logitsInPlace = false
 
     var mayRaise: Bool {
         [.gather, .scatterAdd, .crossEntropy, .crossEntropyGrad].contains(op.opcode)
@@ -352,19 +356,19 @@ struct OpKernel {
 
     // MARK: cross-entropy
 
-    /// logsumexp of row `position` of the logits (double), and the row's base offset.
-    private func logSumExp(_ ir: IRText, _ dtype: DType, _ position: String, _ classes: Int) -> (String, String) {
+    /// logsumexp of row `position` of the logits in `logits` (double), and the row's base offset.
+    private func logSumExp(_ ir: IRText, _ dtype: DType, _ position: String, _ classes: Int, logits: String = "%buf2") -> (String, String) {
         let base = mul(ir, position, classes)
         let maximum = ir.variable("double", initial: llvmFloat(-.infinity, .f64))
         module.declare("declare double @llvm.maximum.f64(double, double)")
         ir.loop(from: "0", to: String(classes), "v") { v in
-            let element = widen(ir, dtype, load(ir, dtype, "%buf2", add(ir, base, v)))
+            let element = widen(ir, dtype, load(ir, dtype, logits, add(ir, base, v)))
             ir.emit("store double \(ir.value("call double @llvm.maximum.f64(double \(ir.value("load double, ptr \(maximum)")), double \(element))")), ptr \(maximum)")
         }
         let top = ir.value("load double, ptr \(maximum)")
         let total = ir.variable("double", initial: llvmFloat(0, .f64))
         ir.loop(from: "0", to: String(classes), "v") { v in
-            let element = widen(ir, dtype, load(ir, dtype, "%buf2", add(ir, base, v)))
+            let element = widen(ir, dtype, load(ir, dtype, logits, add(ir, base, v)))
             let term = exp(ir, ir.value("fsub double \(element), \(top)"))
             ir.emit("store double \(ir.value("fadd reassoc double \(ir.value("load double, ptr \(total)")), \(term)")), ptr \(total)")
         }
@@ -455,12 +459,13 @@ struct OpKernel {
                 let divisor = ir.value("sitofp i64 \(ir.value("select i1 \(ir.value("icmp sgt i64 \(counted), 1")), i64 \(counted), i64 1")) to double")
                 scale = ir.value("fdiv double \(widen(ir, dtype, load(ir, dtype, "%buf4", sample))), \(divisor)")
             }
-            let (lse, base) = logSumExp(ir, dtype, position, classes)
+            let source = logitsInPlace ? "%buf1" : "%buf2"
+            let (lse, base) = logSumExp(ir, dtype, position, classes, logits: source)
             let (label, counted) = self.label(ir, position, classes: classes, ignore: ignore)
             let g = ir.value("select i1 \(counted), double \(scale), double \(llvmFloat(0, .f64))")
             ir.loop(from: "0", to: String(classes), "v") { v in
                 let offset = add(ir, base, v)
-                let probability = exp(ir, ir.value("fsub double \(widen(ir, dtype, load(ir, dtype, "%buf2", offset))), \(lse)"))
+                let probability = exp(ir, ir.value("fsub double \(widen(ir, dtype, load(ir, dtype, source, offset))), \(lse)"))
                 let isLabel = ir.value("uitofp i1 \(ir.value("icmp eq i64 \(v), \(label)")) to double")
                 let gradient = ir.value("fmul double \(g), \(ir.value("fsub double \(probability), \(isLabel)"))")
                 store(ir, dtype, narrow(ir, dtype, gradient), "%buf1", offset)
