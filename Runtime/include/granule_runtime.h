@@ -398,8 +398,9 @@ typedef struct gr_value_spec {
     bool in_place;  /**< results: may share the buffer of parameter `writes` (the code generator
                          proved every read of the parameter precedes or is the write of each
                          element); see GR_BIND_RESULTS_IN_PLACE */
-    bool released;  /**< params: the entry calls gr_release_param for it (it is large and read far
-                         apart); only such parameters drop their pages under GR_BIND_RELEASE_MAPPED */
+    bool released;  /**< params: the entry calls gr_release_param for it (it is large and some of
+                         its reads are far apart); what `bench` reports. Under
+                         GR_BIND_RELEASE_MAPPED the others' pages are dropped once, at binding */
 } gr_value_spec;
 
 /** A function of a program. */

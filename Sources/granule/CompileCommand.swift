@@ -76,7 +76,7 @@ struct CompileCommand: ParsableCommand {
             let started = Date()
             _ = try resolveOutput(output)  // refuse a directory or device before compiling
             let (module, generation) = try loadProgram(input, passes: passes)
-            try createParentDirectory(of: output)  // as lower and init do; the parts are written there
+            try createParentDirectory(of: output)  // the object parts are written there too
             let program = try ProgramEmitter(profile: profile).emit(module, generation: generation)
             let runtime = try Linker.locateRuntime(executablePath: CommandLine.arguments[0])
             let builder = ExecutableBuilder(

@@ -38,7 +38,7 @@ final class TemporaryFileCleanup {
     /// Foundation, which keeps no list a signal handler could use) and returns them. Stopped, not
     /// ended: a tool that ended would let the waiting command go on to fail and exit with 1 while
     /// the cleanup still runs. Parents are stopped before their children, and the tree is read
-    /// again until it holds no running process, so a compiler driver cannot start a linker after.
+    /// again until no new process appears, so a compiler driver cannot start a linker after.
     private static func stopDescendants() -> [pid_t] {
         var stopped: [pid_t] = []
         for _ in 0..<10 {
