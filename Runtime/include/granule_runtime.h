@@ -398,9 +398,10 @@ typedef struct gr_value_spec {
     bool in_place;  /**< results: may share the buffer of parameter `writes` (the code generator
                          proved every read of the parameter precedes or is the write of each
                          element); see GR_BIND_RESULTS_IN_PLACE */
-    bool released;  /**< params: the entry calls gr_release_param for it (it is large and some of
-                         its reads are far apart); what `bench` reports. Under
-                         GR_BIND_RELEASE_MAPPED the others' pages are dropped once, at binding */
+    bool released;  /**< params: the entry calls gr_release_param for it (a read-only parameter of
+                         64 KiB or more: after its last read, and after reads far from the
+                         next); what `bench` reports. Under GR_BIND_RELEASE_MAPPED the others'
+                         pages are dropped once, at binding */
 } gr_value_spec;
 
 /** A function of a program. */

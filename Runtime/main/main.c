@@ -543,10 +543,10 @@ static int bench(const gr_function *fn, const options *o) {
         if (o->resident_weights) {
             snprintf(mode, sizeof mode, ", weights resident");
         } else if (released == 0) {
-            snprintf(mode, sizeof mode, ", no weight large and read far enough apart to release");
+            snprintf(mode, sizeof mode, ", no parameter of 64 KiB or more to release");
         } else {
-            snprintf(mode, sizeof mode, ", %" PRId32 " weight%s (%.1f MiB) released between distant reads", released, released == 1 ? "" : "s",
-                     (double)released_bytes / (1024.0 * 1024.0));
+            snprintf(mode, sizeof mode, ", %" PRId32 " parameter%s (%.1f MiB) released after their reads when mapped", released,
+                     released == 1 ? "" : "s", (double)released_bytes / (1024.0 * 1024.0));
         }
         printf("bench @%s: %d timed call%s after %d warm-up call%s, %d thread%s%s\n", fn->name, n, n == 1 ? "" : "s", o->warmup,
                o->warmup == 1 ? "" : "s", threads, threads == 1 ? "" : "s", mode);

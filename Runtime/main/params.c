@@ -99,9 +99,11 @@ int check_output_path(const char *option, const char *path, const char *const *i
         snprintf(directory, sizeof directory, "%.*s", slash == target ? 1 : (int)(slash - target), target);
     }
     struct stat info;
-    if (stat(directory, &info) != 0 || !S_ISDIR(info.st_mode)) {
-        return gr_fail(err, "%s %s: the directory %s does not exist", option, path, directory);
+    if (stat(directory, &info) != 0) {
+        if (errno == ENOENT) return gr_fail(err, "%s %s: the directory %s does not exist", option, path, directory);
+        return gr_fail(err, "%s %s: cannot reach the directory %s: %s", option, path, directory, strerror(errno));
     }
+    if (!S_ISDIR(info.st_mode)) return gr_fail(err, "%s %s: %s is not a directory", option, path, directory);
     if (access(directory, W_OK | X_OK) != 0) {
         return gr_fail(err, "%s %s: cannot write in the directory %s: %s", option, path, directory, strerror(errno));
     }

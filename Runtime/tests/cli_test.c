@@ -232,6 +232,12 @@ static void test_run_writes_every_result(void) {
     CHECK_EQ(o.status, 1);
     CHECK_STR_EQ(o.err, want);
     CHECK_EQ(strstr(o.out, "w.new"), NULL);
+    /* A path through a file is named as such. */
+    snprintf(nowhere, sizeof nowhere, "%s/sgd.safetensors/out.safetensors", directory);
+    snprintf(want, sizeof want, "error: --out %s: cannot inspect %s: Not a directory\n", nowhere, nowhere);
+    run(&o, (const char *[]){"run", "--function", "sgd", "--inputs", inputs, "--out", nowhere, NULL});
+    CHECK_EQ(o.status, 1);
+    CHECK_STR_EQ(o.err, want);
     /* The results may replace the inputs' file (a state updated in place). */
     char state[700];
     in_dir(state, sizeof state, "state.safetensors");
@@ -365,7 +371,7 @@ static void test_bench_times_the_step_function(void) {
     run(&o, (const char *[]){"bench", "--weights", weights, "--batch", batch, "--threads", "1", NULL});
     CHECK_EQ(o.status, 0);
     CHECK_STR_EQ(o.err, "");
-    CHECK_CONTAINS(o.out, "bench @loss_grad: 10 timed calls after 2 warm-up calls, 1 thread, no weight large and read far enough apart to release\n");
+    CHECK_CONTAINS(o.out, "bench @loss_grad: 10 timed calls after 2 warm-up calls, 1 thread, no parameter of 64 KiB or more to release\n");
     CHECK_CONTAINS(o.out, "\nmedian ");
     CHECK_CONTAINS(o.out, " ms, min ");
     CHECK_CONTAINS(o.out, "\npeak RSS ");

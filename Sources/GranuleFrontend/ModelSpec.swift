@@ -133,12 +133,24 @@ public struct ModelSpec: Sendable, Equatable {
         // The largest activations, checked here so that an absurd size is reported against the
         // fields that make it rather than by the graph builder, which knows no fields.
         let encoderLength = batch.textLength + prompts + (visual?.tokens ?? 0)
+        let encoderFields = "'batch.size' and 'batch.text_length' (with \(prompts) prompts and \(visual?.tokens ?? 0) visual tokens)"
         let largest: [(fields: String, what: String, dims: [Int])] = [
             ("'batch.size' and 'batch.target_length'", "the logits", [batch.size, batch.targetLength, backbone.vocabSize]),
-            ("'batch.size' and 'batch.text_length'", "the encoder's feed-forward activations", [batch.size, encoderLength, backbone.ffnDim]),
-            ("'batch.size' and 'batch.text_length'", "the encoder's attention scores", [batch.size, backbone.heads, encoderLength, encoderLength]),
+            (encoderFields, "the encoder's feed-forward activations", [batch.size, encoderLength, backbone.ffnDim]),
+            (encoderFields, "the encoder's attention scores", [batch.size, backbone.heads, encoderLength, encoderLength]),
             ("'batch.size' and 'batch.target_length'", "the decoder's feed-forward activations", [batch.size, batch.targetLength, backbone.ffnDim]),
+            ("'batch.size' and 'batch.target_length'", "the decoder's attention scores", [batch.size, backbone.heads, batch.targetLength, batch.targetLength]),
         ]
+        if backbone.family == .t5 {
+            // T5's relative-position buckets are constants built when lowering: length² i64 values
+            // (512 MiB at 8192 positions; 400,000 decoder positions asked for 1.3 TB and crashed).
+            if encoderLength > 8192 {
+                throw Diagnostic(file: json.file, "fields \(encoderFields): \(encoderLength) encoder positions; T5's relative-position table is built when compiling, for at most 8192")
+            }
+            if batch.targetLength > 8192 {
+                throw Diagnostic(file: json.file, "field 'batch.target_length': \(batch.targetLength) positions; T5's relative-position table is built when compiling, for at most 8192")
+            }
+        }
         for (fields, what, dims) in largest {
             var elements = 1
             for dim in dims {

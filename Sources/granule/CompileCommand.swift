@@ -74,14 +74,15 @@ struct CompileCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let started = Date()
-            _ = try resolveOutput(output)  // refuse a directory or device before compiling
+            let resolved = try resolveOutput(output)  // refuse a directory or device before compiling
             let (module, generation) = try loadProgram(input, passes: passes)
             try createParentDirectory(of: output)  // the object parts are written there too
+            try createParentDirectory(of: resolved)  // and the linker's files next to a link's target
             let program = try ProgramEmitter(profile: profile).emit(module, generation: generation)
             let runtime = try Linker.locateRuntime(executablePath: CommandLine.arguments[0])
             let builder = ExecutableBuilder(
                 toolchain: LLVMToolchain(targetCPU: targetCPU), linker: Linker(runtimeDirectory: runtime), jobs: jobs ?? ExecutableBuilder.onePerCPU)
-            let cleanup = TemporaryFileCleanup(output: output)
+            let cleanup = TemporaryFileCleanup(outputs: [output, resolved])
             defer { cleanup.stop() }
             try builder.build(llvmText: program.llvmText, output: output)
             if emitLLVM {
@@ -113,9 +114,10 @@ struct StatsCommand: ParsableCommand {
             for function in program.functions {
                 let gflop = String(format: "%.3f", Double(function.flops) / 1e9)
                 // Compiled programs release large mapped weights between reads unless --resident-weights.
-                // `generate` keeps @decode_step's weights (it runs once per token), so there the
-                // estimate holds for `run` and `bench` only.
-                let caller = function.name == "decode_step" ? "; generate keeps them resident" : ""
+                // `generate` keeps @decode_step's weights (it runs once per token) and those @encode
+                // shares with it, so there the estimate holds for `run` and `bench` only.
+                let callers = ["decode_step": "; generate keeps them resident", "encode": "; generate keeps those @decode_step shares"]
+                let caller = callers[function.name] ?? ""
                 let released = function.peakBytesReleased < function.peakBytes
                     ? " (\(function.peakBytesReleased) with mapped weights released between reads\(caller))" : ""
                 print("@\(function.name): \(function.kernels) kernels, \(function.gemms) GEMMs, \(gflop) GFLOP, arena \(function.arenaBytes) bytes, peak \(function.peakBytes) bytes\(released)")

@@ -61,13 +61,22 @@ func lowering<T>(_ specPath: String, _ body: () throws(Diagnostic) -> T) throws 
 }
 
 /// Creates the directory `path` goes in, and the missing ones above it: every command that
-/// writes a file does, as `mkdir -p` would.
+/// writes a file does, as `mkdir -p` would. Errors name the directory that could not be made and
+/// why (strerror: Foundation's message for these is "The operation could not be completed").
 func createParentDirectory(of path: String) throws {
-    let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-    do {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    } catch {
-        throw CommandFailure("\(path): error: cannot create the directory \(directory.path): \(error.localizedDescription)")
+    var missing: [String] = []
+    var directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    var info = stat()
+    while stat(directory, &info) != 0 {
+        guard errno == ENOENT, directory != "/" else {
+            throw CommandFailure("\(path): error: cannot create the directory \(directory): \(String(cString: strerror(errno)))")
+        }
+        missing.append(directory)
+        directory = URL(fileURLWithPath: directory).deletingLastPathComponent().path
+    }
+    if (info.st_mode & S_IFMT) != S_IFDIR { throw CommandFailure("\(path): error: \(directory) is not a directory") }
+    for directory in missing.reversed() where mkdir(directory, 0o777) != 0 && errno != EEXIST {
+        throw CommandFailure("\(path): error: cannot create the directory \(directory): \(String(cString: strerror(errno)))")
     }
 }
 

@@ -51,6 +51,8 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            // Where the results go is settled before the work, not after it.
+            for path in [output, saveInputs].compactMap({ $0 }) { try createParentDirectory(of: try resolveOutput(path)) }
             let module = try loadModule(path: file)
             let function = try selectFunction(module, named: self.function, path: file)
             let values = try inputValues(for: function, file: inputs, randomSeed: randomInputs, scale: scale)
@@ -59,7 +61,6 @@ struct RunCommand: ParsableCommand {
                     let name = function.name(of: parameter.value)
                     return values[name].map { (name, $0) }
                 }
-                try createParentDirectory(of: saveInputs)
                 try Safetensors.write(ordered, to: saveInputs)
             }
             let results: [(name: String, tensor: Tensor)]
@@ -72,10 +73,7 @@ struct RunCommand: ParsableCommand {
                 throw CommandFailure("error: unknown backend '\(backend)' (expected interpreter or llvm)")
             }
             for (name, tensor) in results { print(summary(name, tensor)) }
-            if let output {
-                try createParentDirectory(of: output)
-                try Safetensors.write(results, to: output)
-            }
+            if let output { try Safetensors.write(results, to: output) }
         }
     }
 }

@@ -10,22 +10,29 @@ import Foundation
 final class TemporaryFileCleanup {
     private var sources: [DispatchSourceSignal] = []
 
-    /// Handles the signals until `stop()`; removes the files in `output`'s directory whose names
-    /// start with `output`'s name + ".tmp-".
-    init(output: String) {
-        let url = URL(fileURLWithPath: output)
-        let directory = url.deletingLastPathComponent().path
-        let prefix = url.lastPathComponent + ".tmp-"
+    /// Handles the signals until `stop()`; removes the files in each output's directory whose
+    /// names start with its name + ".tmp-". Give the path as typed and the one a symbolic link
+    /// resolves to: the object parts go next to the first, the linker's files next to the second.
+    init(outputs: [String]) {
+        let places = Set(outputs).map { output -> (directory: String, prefix: String) in
+            let url = URL(fileURLWithPath: output)
+            return (url.deletingLastPathComponent().path, url.lastPathComponent + ".tmp-")
+        }
         for number in [SIGINT, SIGTERM] {
             signal(number, SIG_IGN)  // delivered to the dispatch source instead
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                let tools = Self.stopDescendants()
-                let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-                for name in names where name.hasPrefix(prefix) {
-                    try? FileManager.default.removeItem(atPath: directory + "/" + name)
+                var tools = Self.stopDescendants()
+                for (directory, prefix) in places {
+                    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+                    for name in names where name.hasPrefix(prefix) {
+                        try? FileManager.default.removeItem(atPath: directory + "/" + name)
+                    }
                 }
-                for pid in tools { kill(pid, SIGKILL) }  // the only signal a stopped process acts on
+                // A tool the main thread started meanwhile is stopped too; only stopped processes
+                // are killed (a stopped process cannot end, so its pid cannot have been reused).
+                tools += Self.stopDescendants()
+                for pid in tools where Self.isStopped(pid) { kill(pid, SIGKILL) }  // the only signal a stopped process acts on
                 // _exit: other threads may be inside LLVM, whose global destructors exit() would run.
                 _exit(128 + number)
             }
@@ -52,14 +59,23 @@ final class TemporaryFileCleanup {
         var running = stopped
         while !running.isEmpty && Date() < deadline {
             running = running.filter { pid in
-                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { return false }
-                let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
-                return state != "T" && state != "t" && state != "Z" && state != "X"
+                guard let state = processState(pid) else { return false }
+                return !"TtZX".contains(state)
             }
             if !running.isEmpty { usleep(1_000) }
         }
         return stopped
+    }
+
+    /// The state letter of /proc/PID/stat (R, S, T, Z, ...), nil when the process is gone.
+    private static func processState(_ pid: pid_t) -> Character? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+    }
+
+    private static func isStopped(_ pid: pid_t) -> Bool {
+        guard let state = processState(pid) else { return false }
+        return state == "T" || state == "t"
     }
 
     /// The processes below `pid`, parents before their children (Linux's /proc/PID/task/TID/children).

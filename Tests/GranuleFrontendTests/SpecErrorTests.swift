@@ -130,5 +130,9 @@ import Testing
         let message = try loadError(spec: spec)
         #expect(message.hasPrefix("spec.json: error: fields 'batch.size' and 'batch.target_length': the logits [4000000000000000000, 2, "), "\(message)")
         #expect(message.hasSuffix("would have more than 2^40 elements"), "\(message)")
+        // T5's relative-position table is built when lowering: a long target is refused, not allocated.
+        let long = #"{"backbone": "config.json", "pet": {"method": "bitfit"}, "batch": {"size": 1, "text_length": 4, "target_length": 400000}, "loss": "sample_mean"}"#
+        let t5Message = try loadError(config: SpecDirectory.tinyT5, spec: long)
+        #expect(t5Message.hasPrefix("spec.json: error: field 'batch.target_length': 400000 positions; T5's relative-position table"), "\(t5Message)")
     }
 }
