@@ -3,9 +3,9 @@
 # one of its temporary files (OUTPUT.tmp-*) exists, sends SIGTERM, and checks that the compile
 # ended with status 143 and that no temporary file exists, also after a linker would have
 # finished, and no child process is left running. With "link" the `cc` on PATH is
-# slow-linker/cc, whose link takes 2 s and then writes OUTPUT.tmp-link, and the signal comes while
-# it runs; "symlink" does the same with OUTPUT a symbolic link to OUTPUT.target/out, where the
-# linker writes. Exits 1 with a message otherwise.
+# slow-linker/cc, whose link creates OUTPUT.tmp-link, takes 2 s and then writes it, and the signal
+# comes while it runs; "symlink" does the same with OUTPUT a symbolic link to OUTPUT.target/out,
+# where the linker writes. Exits 1 with a message otherwise.
 set -u
 spec=$1
 output=$2
