@@ -173,7 +173,29 @@ struct FunctionEmitter {
                 kernel.inPlaceInputs = plan.inPlaceDonors[root].map { [$0] } ?? []
                 let (text, rows) = kernel.emit(root: root, leaves: leaves, source: nil, type: function.type(of: root), output: root)
                 let callee = module.addKernel(kernelName, text)
-                launch(entry, callee, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)
+                if let parameter = parameterWrittenInPlace(by: root), kernel.buffers.contains(parameter) {
+                    // The caller may bind this result in its parameter's buffer (an AdamW update).
+                    // Then a second variant reads the parameter through the output's pointer: with
+                    // two pointers to the same memory, LLVM's overlap check fails and the whole
+                    // update runs in the scalar loop. The pointers are loaded before the branch.
+                    var variant = ElementwiseKernel(schedule: schedule, module: module, name: kernelName + "_in_place", opIds: opIds)
+                    variant.inPlaceInputs = kernel.inPlaceInputs.union([parameter])
+                    let (variantText, _) = variant.emit(root: root, leaves: leaves, source: nil, type: function.type(of: root), output: root)
+                    let variantCallee = module.addKernel(kernelName + "_in_place", variantText)
+                    let separateBuffers = kernel.buffers.map(pointer), sharedBuffers = variant.buffers.map(pointer)
+                    let same = entry.value("icmp eq ptr \(pointer(root)), \(pointer(parameter))")
+                    let (shared, separate, joined) = (entry.label("shared"), entry.label("separate"), entry.label("joined"))
+                    entry.emit("br i1 \(same), label %\(shared), label %\(separate)")
+                    entry.startBlock(shared)
+                    launch(entry, variantCallee, rows: rows, buffers: sharedBuffers, checks: variant.mayRaise)
+                    entry.emit("br label %\(joined)")
+                    entry.startBlock(separate)
+                    launch(entry, callee, rows: rows, buffers: separateBuffers, checks: kernel.mayRaise)
+                    entry.emit("br label %\(joined)")
+                    entry.startBlock(joined)
+                } else {
+                    launch(entry, callee, rows: rows, buffers: kernel.buffers.map(pointer), checks: kernel.mayRaise)
+                }
                 kernels += 1
                 flops = saturating(flops, function.type(of: root).elementCount, fusedOpCount(root))
                 scheduleLines.append("kernel \(kernelName): elementwise %\(function.name(of: root)) \(function.type(of: root)) fusing \(fusedOpCount(root)) ops, \(rows) rows")
@@ -414,6 +436,12 @@ struct FunctionEmitter {
     /// batched GEMMs took 101 ms instead of 111 (there they wait on memory more than on FMAs).
     static func usesSmallKernel(rowsPerCall: Int, k: Int, n: Int, transposeB: Bool) -> Bool {
         !transposeB && rowsPerCall <= 64 && k * n <= 8192
+    }
+
+    /// The parameter that `value`, a function result the memory plan allows in place, writes.
+    private func parameterWrittenInPlace(by value: Value) -> Value? {
+        guard let index = function.results.firstIndex(where: { $0.value == value }), plan.inPlaceResults.contains(index) else { return nil }
+        return function.results[index].writes
     }
 
     private func manifestJSON() -> JSON {
