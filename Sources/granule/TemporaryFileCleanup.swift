@@ -22,16 +22,17 @@ final class TemporaryFileCleanup {
             signal(number, SIG_IGN)  // delivered to the dispatch source instead
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                var tools = Self.stopDescendants()
+                // A tool the main thread started after the first scan is stopped by the second,
+                // before any file is removed, so none of them creates a file after the removal.
+                let tools = Self.stopDescendants() + Self.stopDescendants()
                 for (directory, prefix) in places {
                     let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
                     for name in names where name.hasPrefix(prefix) {
                         try? FileManager.default.removeItem(atPath: directory + "/" + name)
                     }
                 }
-                // A tool the main thread started meanwhile is stopped too; only stopped processes
-                // are killed (a stopped process cannot end, so its pid cannot have been reused).
-                tools += Self.stopDescendants()
+                // Killed last: an ended tool would let the waiting main thread go on and exit 1.
+                // Only stopped processes are killed (one cannot end, so its pid is not reused).
                 for pid in tools where Self.isStopped(pid) { kill(pid, SIGKILL) }  // the only signal a stopped process acts on
                 // _exit: other threads may be inside LLVM, whose global destructors exit() would run.
                 _exit(128 + number)
