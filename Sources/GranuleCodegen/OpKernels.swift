@@ -15,11 +15,12 @@ struct OpKernel {
     /// For a reduction whose input is computed in the kernel (fused elementwise producers): the
     /// schedule, the leaves of that expression and the op ids for its errors.
     var fusedInput: (schedule: Schedule, leaves: [Value: Leaf], opIds: [Value: Int])? = nil
-    /// A `cross_entropy_grad` the memory plan put over its logits' buffer: the logits are read
-    /// through the output's pointer, so that LLVM sees one pointer and vectorizes the row without
-    /// a run-time overlap check (which an exactly in-place buffer fails, sending every element to
-    /// the scalar loop: BART-base's LM-head gradient took 2.5× as long).
-    var logitsInPlace = false
+    /// The operand whose buffer the memory plan gave to the result (`MemoryPlan`'s non-elementwise
+    /// donors), if any. `operand(_:)` reads it through the output's pointer, so that LLVM sees one
+    /// pointer and vectorizes without a run-time overlap check (which an exactly in-place buffer
+    /// fails, sending every element to the scalar loop: BART-base's LM-head gradient took 2.5× as
+    /// long). `scatter_add` compares the two pointers itself.
+    var inPlaceDonor: Value? = nil
 
     var mayRaise: Bool {
         [.gather, .scatterAdd, .crossEntropy, .crossEntropyGrad].contains(op.opcode)
@@ -62,8 +63,8 @@ struct OpKernel {
 
     // MARK: helpers
 
-    /// Operand `index`'s buffer (slot index + 2); the output is `%buf1`.
-    func operand(_ index: Int) -> String { "%buf\(index + 2)" }
+    /// Operand `index`'s buffer: slot index + 2, or the output's `%buf1` for the in-place donor.
+    func operand(_ index: Int) -> String { op.operands[index] == inPlaceDonor ? "%buf1" : "%buf\(index + 2)" }
 
     func load(_ ir: IRText, _ dtype: DType, _ buffer: String, _ offset: String) -> String {
         let address = ir.value("getelementptr inbounds \(dtype.llvm), ptr \(buffer), i64 \(offset)", "p")
@@ -460,7 +461,7 @@ struct OpKernel {
                 let divisor = ir.value("sitofp i64 \(ir.value("select i1 \(ir.value("icmp sgt i64 \(counted), 1")), i64 \(counted), i64 1")) to double")
                 scale = ir.value("fdiv double \(widen(ir, dtype, load(ir, dtype, "%buf4", sample))), \(divisor)")
             }
-            let source = logitsInPlace ? "%buf1" : "%buf2"
+            let source = operand(0)
             let (lse, base) = logSumExp(ir, dtype, position, classes, logits: source)
             let (label, counted) = self.label(ir, position, classes: classes, ignore: ignore)
             let g = ir.value("select i1 \(counted), double \(scale), double \(llvmFloat(0, .f64))")

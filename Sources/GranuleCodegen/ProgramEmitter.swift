@@ -240,7 +240,7 @@ struct FunctionEmitter {
                 var kernel = OpKernel(function: function, op: op, name: kernelName, opId: opIds[op.result] ?? -1, module: module)
                 let fused = operands.isEmpty && !op.operands.isEmpty
                 if fused { kernel.fusedInput = (schedule, leaves, opIds) }
-                kernel.logitsInPlace = op.opcode == .crossEntropyGrad && plan.inPlaceDonors[op.result] == op.operands.first
+                kernel.inPlaceDonor = plan.inPlaceDonors[op.result]
                 let (text, rows, inputs) = try kernel.emit()
                 let callee = module.addKernel(kernelName, text)
                 launch(entry, callee, rows: rows, buffers: [pointer(op.result)] + (fused ? inputs : operands).map(pointer), checks: kernel.mayRaise || fused)

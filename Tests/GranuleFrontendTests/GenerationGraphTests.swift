@@ -64,9 +64,9 @@ func cachedDecodingMatchesTeacherForcing(_ testCase: LoweringCase) throws {
     // A step outside the cache is an error, not a step that writes no position.
     for outside: Int64 in [3, -1] {
         state["step"] = Tensor(.scalar(.i64), ints: [outside])
-        #expect(throws: Diagnostic.self, "\(testCase.name): step \(outside)") { try interpreter.run(step, inputs: state) }
         do {
             _ = try interpreter.run(step, inputs: state)
+            Issue.record("\(testCase.name): step \(outside) ran")
         } catch {
             #expect(error.message.contains("index \(outside) at indices[0] is out of range [0, 3)"), "\(testCase.name): \(error.message)")
         }
